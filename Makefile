@@ -1,0 +1,45 @@
+# The project's commands. Each one creates .venv and installs the project (editable, with the dev
+# extra) at the exact versions of constraints.txt when .venv is missing or when pyproject.toml or
+# constraints.txt changed since the last install. Needs only Python >= 3.10 with pip and venv.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+# The lock file goes through the environment so that it replaces any machine-wide pip constraint.
+export PIP_CONSTRAINT := $(abspath constraints.txt)
+export NO_ALBUMENTATIONS_UPDATE := 1
+
+.PHONY: install export test check lock clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --editable '.[dev]'
+	@touch $(STAMP)
+
+# Write gift_fastai/ from the notebooks (the notebooks are the source).
+export: $(STAMP)
+	$(BIN)/nbdev-export
+
+# Every notebook under nbdev-test, then the pytest suite. Only the two import-time warnings
+# named in the environment notes are filtered (here for the notebooks, in pyproject.toml for pytest).
+test: export PYTHONWARNINGS := ignore:`torch.jit.script` is deprecated:FutureWarning,ignore:The 'mode.chained_assignment' option is deprecated:Warning
+test: $(STAMP)
+	$(BIN)/nbdev-test
+	$(BIN)/python -m pytest tests/
+
+# The committed package and notebooks are exactly what nbdev-export and nbdev-clean produce.
+check: $(STAMP)
+	$(BIN)/nbdev-export
+	$(BIN)/nbdev-clean
+	@if [ -n "$$(git status --porcelain -- gift_fastai nbs)" ]; then git status --short -- gift_fastai nbs; \
+	  echo "gift_fastai/ or nbs/ is out of sync with the notebooks: run 'make export' and 'nbdev-clean', then commit."; exit 1; fi
+
+# Re-pin constraints.txt from the current environment (after a deliberate upgrade).
+lock: $(STAMP)
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^gift-fastai' > constraints.txt
+
+clean:
+	rm -rf $(VENV) _proc _docs .pytest_cache

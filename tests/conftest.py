@@ -1,0 +1,2 @@
+import os
+os.environ.setdefault('NO_ALBUMENTATIONS_UPDATE', '1')

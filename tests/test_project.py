@@ -1,0 +1,37 @@
+"The project itself: pinned stack, README example, star import."
+import re, importlib.metadata as md
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_installed_stack_matches_the_lock():
+    "What is installed is what constraints.txt pins (the Makefile installs through it)."
+    pins = dict(l.split('==') for l in (ROOT / 'constraints.txt').read_text().splitlines()
+                if '==' in l and not l.startswith('#'))
+    for name in ['torch', 'torchvision', 'fastai', 'timm', 'albumentations', 'rich', 'accelerate', 'nbdev']:
+        assert name in pins, f"{name} is not pinned in constraints.txt"
+        assert md.version(name) == pins[name], f"{name} {md.version(name)} installed, {pins[name]} pinned"
+    assert pins['torch'] == '2.15.0' and pins['torchvision'] == '0.29.2' and pins['fastai'] == '2.8.12'
+
+
+def test_readme_python_examples_run():
+    "Every python block of the README runs as written."
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / 'README.md').read_text(), re.S)
+    assert blocks, "the README has no python example"
+    for b in blocks: exec(compile(b, 'README.md', 'exec'), {})
+
+
+def test_readme_quick_start_is_the_make_targets():
+    text = (ROOT / 'README.md').read_text()
+    assert 'make test' in text
+    ci = (ROOT / '.ci' / 'run').read_text()
+    assert 'make test' in ci
+
+
+def test_star_import():
+    ns = {}
+    exec('from gift_fastai.all import *', ns)
+    for n in ['get_loss', 'list_losses', 'GIFTLoss', 'smooth_labels', 'refine_soft_labels', 'LossEpoch', 'Registry',
+              'InputError']:
+        assert n in ns, n
