@@ -7,7 +7,7 @@ Docs: https://gift-fastai.github.io/gift-fastai/all.html.md"""
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/99_all.ipynb #441e1c0c
+# %% ../nbs/99_all.ipynb #8c5908e8
 from . import core, losses
 from .core import *
 from .losses import *

@@ -8,13 +8,13 @@ Docs: https://gift-fastai.github.io/gift-fastai/core.html.md"""
 __all__ = ['InputError', 'UnknownNameError', 'InputTypeError', 'check_choice', 'RegistryEntry', 'Registry', 'check_tensor',
            'check_finite', 'check_labels']
 
-# %% ../nbs/00_core.ipynb #5a84672d
+# %% ../nbs/00_core.ipynb #c458b5db
 import difflib, inspect
 from dataclasses import dataclass, field
 from typing import Callable, Any
 import torch
 
-# %% ../nbs/00_core.ipynb #30faaf1b
+# %% ../nbs/00_core.ipynb #b1a23947
 class InputError(ValueError):
     "A bad input from the user; the message names the problem and the fix."
 
@@ -25,7 +25,7 @@ class UnknownNameError(InputError, KeyError):
 class InputTypeError(InputError, TypeError):
     "An input of the wrong type or dtype."
 
-# %% ../nbs/00_core.ipynb #82676ea0
+# %% ../nbs/00_core.ipynb #7de52801
 def check_choice(value, choices, what:str):
     "Return `value` if it is one of `choices`, else raise `UnknownNameError` listing them (and the closest)."
     choices = list(choices)
@@ -34,7 +34,7 @@ def check_choice(value, choices, what:str):
     hint = f" Did you mean {close[0]!r}?" if close else ""
     raise UnknownNameError(f"unknown {what} {value!r}.{hint} Choose one of: {', '.join(map(str, choices))}.")
 
-# %% ../nbs/00_core.ipynb #f3e92094
+# %% ../nbs/00_core.ipynb #906a6ef1
 def _kw_params(fn) -> dict:
     "Named parameters of `fn` (a function or a class) and their defaults."
     return {k: p.default for k, p in inspect.signature(fn).parameters.items()
@@ -54,12 +54,11 @@ class RegistryEntry:
         "Keyword parameters of the constructor with their defaults (`inspect.Parameter.empty` when required)."
         return _kw_params(self.fn)
 
-    @property
-    def defaults(self) -> str:
-        "The parameters as `k=v` text, for tables."
-        return ', '.join(k if v is inspect.Parameter.empty else f'{k}={v!r}' for k, v in self.params.items())
+    def defaults(self, skip=()) -> str:
+        "The parameters (but those in `skip`) as `k=v` text, for tables and messages."
+        return ', '.join(k if v is inspect.Parameter.empty else f'{k}={v!r}' for k, v in self.params.items() if k not in skip)
 
-# %% ../nbs/00_core.ipynb #1a867578
+# %% ../nbs/00_core.ipynb #6c51142e
 class Registry:
     "A family of constructors (losses, students, ...) looked up by name."
     def __init__(self, family:str, # What the entries are ('loss', 'student', ...), used in messages
@@ -93,18 +92,18 @@ class Registry:
         if bad and not accepts_any:
             common = f" (and, as every {self.family}: {', '.join(self.common)})" if self.common else ''
             raise InputTypeError(f"{self.family} {name!r} takes no argument {', '.join(map(repr, bad))}; "
-                                 f"its arguments are: {e.defaults or 'none'}{common}.")
+                                 f"its arguments are: {e.defaults(self.common) or 'none'}{common}.")
         return e.fn(**kwargs)
 
     def table(self):
         "The registry as a `pandas.DataFrame`: name, summary, defaults, formula, source."
         import pandas as pd
-        return pd.DataFrame([dict(name=e.name, summary=e.summary, defaults=e.defaults, formula=e.formula,
+        return pd.DataFrame([dict(name=e.name, summary=e.summary, defaults=e.defaults(self.common), formula=e.formula,
                                   source=e.source) for e in self]).set_index('name')
 
     def __repr__(self): return f"Registry({self.family!r}: {', '.join(self.names)})"
 
-# %% ../nbs/00_core.ipynb #55b74e53
+# %% ../nbs/00_core.ipynb #4611f9ad
 def check_tensor(x, what:str, ndim:int|None=None, floating:bool|None=None):
     "Check that `x` is a tensor with `ndim` dimensions and, if `floating` is set, of a (non-)floating dtype."
     if not isinstance(x, torch.Tensor):

@@ -9,7 +9,7 @@ __all__ = ['loss_registry', 'smooth_labels', 'refine_soft_labels', 'SoftLabelLos
            'SoftCELoss', 'MSELoss', 'CosineLoss', 'WeightedSum', 'GIFTLoss', 'DKDLoss', 'NKDLoss', 'WSLDLoss',
            'LossEpoch']
 
-# %% ../nbs/01_losses.ipynb #65c0fb86
+# %% ../nbs/01_losses.ipynb #80a7a874
 import math, warnings
 import torch, torch.nn as nn, torch.nn.functional as F
 from fastcore.basics import store_attr
@@ -17,7 +17,7 @@ from fastai.callback.core import Callback
 from .core import (Registry, InputError, InputTypeError, check_choice, check_tensor, check_finite,
                               check_labels)
 
-# %% ../nbs/01_losses.ipynb #66d76740
+# %% ../nbs/01_losses.ipynb #cff7f01f
 def smooth_labels(y:torch.Tensor, # Hard labels, int64 [B]
                   n_classes:int, # Number of classes C (at least 2)
                   alpha:float=0.1, # Smoothing: mass taken off the true class
@@ -31,7 +31,7 @@ def smooth_labels(y:torch.Tensor, # Hard labels, int64 [B]
                      device=y.device)
     return out.scatter_(1, y[:, None], 1 - alpha)
 
-# %% ../nbs/01_losses.ipynb #68b06176
+# %% ../nbs/01_losses.ipynb #9eefd1a9
 def refine_soft_labels(soft:torch.Tensor, # Teacher soft labels [B,C] (logits, or probabilities)
                        y:torch.Tensor, # Hard labels, int64 [B]
                        gamma:float=0.1, # Weight of the smoothed hard label
@@ -44,7 +44,7 @@ def refine_soft_labels(soft:torch.Tensor, # Teacher soft labels [B,C] (logits, o
     t = F.normalize(soft, dim=1)
     return t + gamma * s if legacy else gamma * s + (1 - gamma) * t
 
-# %% ../nbs/01_losses.ipynb #4d5623bf
+# %% ../nbs/01_losses.ipynb #544845ce
 _REDUCTIONS = ('mean', 'sum', 'none')
 
 def _log_probs(v:torch.Tensor, T:float=1.) -> torch.Tensor:
@@ -69,7 +69,7 @@ def _check_pos(what, v, strict=True):
     if not (isinstance(v, (int, float)) and math.isfinite(v) and (v > 0 if strict else v >= 0)):
         raise InputError(f"{what} must be a {'positive' if strict else 'non-negative'} finite number, got {v!r}.")
 
-# %% ../nbs/01_losses.ipynb #b08bcd15
+# %% ../nbs/01_losses.ipynb #00ee10fd
 class SoftLabelLoss(nn.Module):
     "Base of every loss here: fastai's `(pred, y_hard, y_soft)` call, input checks, a per-sample loss, a reduction."
     needs_soft = True  # False for losses that use the hard label only (`ce`)
@@ -148,7 +148,7 @@ class SoftLabelLoss(nn.Module):
         skip = ('training', 'epoch')
         return ', '.join(f'{k}={v!r}' for k, v in vars(self).items() if not k.startswith('_') and k not in skip)
 
-# %% ../nbs/01_losses.ipynb #a34196b5
+# %% ../nbs/01_losses.ipynb #60ac2cde
 loss_registry = Registry('loss', common=SoftLabelLoss)
 
 def get_loss(name, **kwargs) -> SoftLabelLoss:
@@ -164,7 +164,7 @@ def list_losses():
     "All registered losses: name, summary, defaults, formula, source (a `pandas.DataFrame`)."
     return loss_registry.table()
 
-# %% ../nbs/01_losses.ipynb #592f9201
+# %% ../nbs/01_losses.ipynb #c0e92448
 class CELoss(SoftLabelLoss):
     "Cross-entropy with the hard label, $\\mathrm{CE}(z,y) = -\\log\\sigma(z)_y$; soft labels are ignored."
     needs_soft = False
@@ -173,7 +173,7 @@ class CELoss(SoftLabelLoss):
 loss_registry.register('ce', "Cross-entropy with the hard label (the soft label is ignored)",
                  r'$\mathrm{CE}(z,y) = -\log \sigma(z)_y$', 'standard')(CELoss)
 
-# %% ../nbs/01_losses.ipynb #af75fe43
+# %% ../nbs/01_losses.ipynb #7b87aee0
 class KLLoss(SoftLabelLoss):
     "$\\mathrm{KL}(\\sigma_T(t)\\,\\|\\,\\sigma_T(z))$ per sample (times $T^2$ if `t2`)."
     def __init__(self, T:float=20., # Temperature
@@ -210,7 +210,7 @@ class WeightedSum(SoftLabelLoss):
         self.needs_soft = any(l.needs_soft for l in self.terms)
     def per_sample(self, z, y, t): return sum(w * l.per_sample(z, y, t) for w, l in zip(self.weights, self.terms))
 
-# %% ../nbs/01_losses.ipynb #64a41ed5
+# %% ../nbs/01_losses.ipynb #ada9b6b0
 loss_registry.register('kl', "KL divergence to the teacher at temperature T, no T² (SRe2L, RDED native loss)",
                  r'$\mathrm{KL}(\sigma_T(t)\,\|\,\sigma_T(z))$', 'SRe2L (Yin et al., NeurIPS 2023); RDED (Sun et al., CVPR 2024)')(KLLoss)
 
@@ -235,7 +235,7 @@ def _make_mse_ce(ce_weight=0.1, **kwargs): return WeightedSum([MSELoss(), CELoss
                  r'$-\sum_c \sigma_T(t)_c\log\sigma_T(z)_c + w\,\mathrm{CE}(z,y)$', 'GIFT Table 6')
 def _make_softce_ce(T=1., ce_weight=0.1, **kwargs): return WeightedSum([SoftCELoss(T), CELoss()], [1., ce_weight], **kwargs)
 
-# %% ../nbs/01_losses.ipynb #8c7cf983
+# %% ../nbs/01_losses.ipynb #ccff2dc5
 class GIFTLoss(SoftLabelLoss):
     "GIFT: $1-\\cos(z, r)$ per sample with $r$ the refined soft label (`refine_soft_labels`)."
     def __init__(self, gamma:float=0.1, # Weight of the smoothed hard label in the refined label
@@ -255,7 +255,7 @@ class GIFTLoss(SoftLabelLoss):
 loss_registry.register('gift', "GIFT: cosine to the teacher label refined with the smoothed hard label",
                  r'$1-\cos\big(z,\ \gamma\hat s + (1-\gamma)\hat t\big)$', 'GIFT (Shang, Sun & Lin, ICLR 2025)')(GIFTLoss)
 
-# %% ../nbs/01_losses.ipynb #44871627
+# %% ../nbs/01_losses.ipynb #9790e9ad
 def _warn_two_classes(loss, C):
     if C == 2 and not getattr(loss, '_warned_c2', False):
         loss._warned_c2 = True
@@ -315,7 +315,7 @@ class WSLDLoss(SoftLabelLoss):
         soft = _xent_rows(_log_probs(tl, T), _log_probs(z, T))
         return self.ce_weight * F.cross_entropy(z, y, reduction='none') + self.alpha * T**2 * self.sample_weights(z, y, tl) * soft
 
-# %% ../nbs/01_losses.ipynb #75048f47
+# %% ../nbs/01_losses.ipynb #54c6a24b
 @loss_registry.register('kd', "Hinton's KD: weighted CE plus T²-scaled KL", r'$w_{ce}\,\mathrm{CE} + w_{kd}\,T^2\,\mathrm{KL}(\sigma_T(t)\|\sigma_T(z))$',
                  'Hinton et al. 2015; defaults of mdistiller (CIFAR)')
 def _make_kd(T=4., ce_weight=0.1, kd_weight=0.9, **kwargs):
@@ -333,7 +333,7 @@ loss_registry.register('wsld', "Weighted soft labels: per-sample soft CE weighte
                  r'$w_{ce}\mathrm{CE} + \alpha T^2 w_i\,\mathrm{softCE}_T(z_i,t_i)$',
                  'WSLD (Zhou et al., ICLR 2021)')(WSLDLoss)
 
-# %% ../nbs/01_losses.ipynb #cf2c9e7a
+# %% ../nbs/01_losses.ipynb #8e9618bf
 class LossEpoch(Callback):
     "Before each epoch, tell the learner's loss the epoch number (from 1) through its `set_epoch`."
     order = -5
