@@ -361,7 +361,7 @@ class DistilledDL(TfmdDL):
             if self.drop_last and len(b) < self.bs: break
             yield TensorImage(self._x[b]), TensorCategory(self._y[b]), TensorSoftLabel(self._t[b])
 
-# %% ../nbs/05_data.ipynb #b2a659a1
+# %% ../nbs/05_data.ipynb #1b85f76f
 def distilled_dls(dset:DistilledSet, # The training set (distilled)
                   valid:DistilledSet|None=None, # A labelled validation/test set (real), or None
                   bs:int|None=None, # Batch size; None applies `paper_bs(len(dset))`
@@ -392,11 +392,9 @@ def distilled_dls(dset:DistilledSet, # The training set (distilled)
     def _soft(s): return s.soft if s.soft is not None else torch.nn.functional.one_hot(s.labels, s.n_classes).float()
     train = DistilledDL(_Triplets(dset, _soft(dset), 0), bs=bs, shuffle=True, drop_last=drop_last, device=device, seed=seed,
                         after_batch=tfms, **kwargs)
-    loaders = [train]
-    if valid is not None:
-        loaders.append(DistilledDL(_Triplets(valid, _soft(valid), 1), bs=valid_bs, shuffle=False, device=device,
-                                   after_batch=tfms[:2], **kwargs))
-    dls = DataLoaders(*loaders, device=train.device)
+    if valid is None: valid = dset[torch.zeros(0, dtype=torch.long)]  # fastai always validates: an empty set skips it
+    vdl = DistilledDL(_Triplets(valid, _soft(valid), 1), bs=valid_bs, shuffle=False, device=device, after_batch=tfms[:2], **kwargs)
+    dls = DataLoaders(train, vdl, device=train.device)
     dls.classes, dls.vocab, dls.c = dset.classes, dset.classes, dset.n_classes
     return dls
 

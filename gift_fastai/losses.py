@@ -69,11 +69,12 @@ def _check_pos(what, v, strict=True):
     if not (isinstance(v, (int, float)) and math.isfinite(v) and (v > 0 if strict else v >= 0)):
         raise InputError(f"{what} must be a {'positive' if strict else 'non-negative'} finite number, got {v!r}.")
 
-# %% ../nbs/01_losses.ipynb #00ee10fd
+# %% ../nbs/01_losses.ipynb #5539e837
 class SoftLabelLoss(nn.Module):
     "Base of every loss here: fastai's `(pred, y_hard, y_soft)` call, input checks, a per-sample loss, a reduction."
     needs_soft = True  # False for losses that use the hard label only (`ce`)
     name = None        # the registry name, set by `get_loss`
+    y_int = True       # targets are class indices: fastai's MixUp/CutMix then mix losses, not targets
 
     def __init__(self, reduction:str='mean', # 'mean' (batch mean), 'sum' or 'none' (per-sample [B])
                  soft:str='logits', # What `y_soft` holds: 'logits' (teacher logits) or 'probs' (probabilities)
