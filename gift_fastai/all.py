@@ -8,7 +8,12 @@ Docs: https://gift-fastai.github.io/gift-fastai/all.html.md"""
 __all__ = []
 
 # %% ../nbs/99_all.ipynb #8c5908e8
-from . import core, losses
+from . import core, losses, augment, models, data, callbacks, learner
 from .core import *
 from .losses import *
-__all__ = [*core.__all__, *losses.__all__]  # a star import of this module re-exports every module's names
+from .augment import *
+from .models import *
+from .data import *
+from .callbacks import *
+from .learner import *
+__all__ = [n for m in (core, losses, augment, models, data, callbacks, learner) for n in m.__all__]  # a star import of this module re-exports every module's names
