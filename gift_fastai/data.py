@@ -24,6 +24,7 @@ from fastai.data.transforms import IntToFloatTensor, Normalize
 from fastai.vision.core import PILImage
 import fastai.vision.data  # noqa: F401  (registers show_batch/show_results for image batches)
 from fasttransform import Transform, DisplayedTransform
+from fasttransform.cast import explode_types
 from .core import InputError, InputTypeError, check_tensor, check_finite, check_labels, check_choice
 
 # %% ../nbs/05_data.ipynb #e03ce73b
@@ -332,34 +333,91 @@ def paper_bs(n:int) -> int:
     return 10 if n <= 10 else 50 if n <= 500 else 100 if n <= 20000 else 200
 
 # %% ../nbs/05_data.ipynb #52422886
+def _soft_or_onehot(dset:DistilledSet) -> torch.Tensor:
+    "The stored soft labels of `dset`, or the one-hot of its hard labels."
+    return dset.soft if dset.soft is not None else torch.nn.functional.one_hot(dset.labels, dset.n_classes).float()
+
 class _Triplets:
-    "Indexable view of a `DistilledSet` as typed (image, hard label, soft label) items, for fastai's one-item pass and decoding."
+    "Indexable view of a `DistilledSet` as typed (image, hard label, soft label) items, or (image,) items when unlabelled."
     n_inp = 1
-    def __init__(self, dset:DistilledSet, soft:torch.Tensor, split_idx:int):
-        self.dset, self.soft, self.split_idx = dset, soft, split_idx  # split_idx: 0 train (augmented), 1 valid
+    def __init__(self, dset:DistilledSet, split_idx:int, labelled:bool=True):
+        self.dset, self.split_idx, self.labelled = dset, split_idx, labelled  # split_idx: 0 train (augmented), 1 valid
+        self.soft = _soft_or_onehot(dset)
+    classes = vocab = property(lambda self: self.dset.classes)  # `dls.c`, `dls.vocab`: fastai's DataLoaders delegate here
+    c = property(lambda self: self.dset.n_classes)
     def __len__(self): return len(self.dset)
     def __getitem__(self, i):
-        return (TensorImage(self.dset.images[i]), TensorCategory(self.dset.labels[i]), TensorSoftLabel(self.soft[i]))
+        x = TensorImage(self.dset.images[i])
+        return (x, TensorCategory(self.dset.labels[i]), TensorSoftLabel(self.soft[i])) if self.labelled else (x,)
+
+    def new_empty(self):
+        "This view over an empty set with the same classes and image shape (what `Learner.export` keeps)."
+        return type(self)(self.dset[torch.zeros(0, dtype=torch.long)], self.split_idx, self.labelled)
+
+    def test_set(self, items) -> '_Triplets':
+        "A validation view of `items` for `test_dl`/`predict`: a `DistilledSet` (labelled) or images (unlabelled)."
+        if isinstance(items, _Triplets): return items
+        if isinstance(items, DistilledSet):
+            if items.classes != self.classes:
+                raise InputError(f"the test set has classes {items.classes[:4]}... but the learner's data {self.classes[:4]}...: "
+                                 f"both must use one class list in one order.")
+            dset, labelled = items, True
+        else:
+            if isinstance(items, (list, tuple)) and len(items) and all(isinstance(o, (torch.Tensor, np.ndarray)) for o in items):
+                items = torch.stack([_as_tensor(o, 'a test image') for o in items])
+            if not isinstance(items, (torch.Tensor, np.ndarray)):
+                raise InputTypeError(f"test items must be a DistilledSet, a uint8 image tensor [N,C,H,W] (or [C,H,W]) or a list "
+                                     f"of [C,H,W] images, got {type(items).__name__}.")
+            x = _as_tensor(items, 'test images')
+            if x.ndim == 3: x = x[None]
+            y = torch.zeros(len(x), dtype=torch.long)
+            dset = (DistilledSet.from_float if x.is_floating_point() else DistilledSet)(x, y, classes=self.classes)
+            labelled = False
+        if dset.shape != self.dset.shape:
+            raise InputError(f"test images are {'x'.join(map(str, dset.shape))} (CxHxW) but the learner's data "
+                             f"{'x'.join(map(str, self.dset.shape))}: convert and resize them to the training images' shape.")
+        return type(self)(dset, 1, labelled)
+
     def decode(self, o, full=True):
         from fastai.data.transforms import Category
-        x, y, t = o
-        return (x, Category(self.dset.classes[int(y)]), SoftLabelSummary(_top_classes(t, self.dset.classes)))
+        x, *ys = o
+        dec = [Category(self.classes[int(ys[0])])] if ys else []
+        if len(ys) > 1: dec.append(SoftLabelSummary(_top_classes(ys[1], self.classes)))
+        return (x, *dec)
 
 class DistilledDL(TfmdDL):
     "A `TfmdDL` over a `DistilledSet` kept on the device: a batch is a gather by index, then fastai's batch transforms."
     def __init__(self, dataset:_Triplets, bs:int=64, shuffle:bool=False, device=None, seed:int|None=None, num_workers=0, **kwargs):
         device = torch.device(device) if device is not None else default_device()
-        dset = dataset.dset
-        self._x, self._y, self._t = dset.images.to(device), dset.labels.to(device), dataset.soft.to(device)
+        self._x, self._y, self._t = dataset.dset.images.to(device), dataset.dset.labels.to(device), dataset.soft.to(device)
         super().__init__(dataset, bs=bs, shuffle=shuffle, num_workers=0, device=device, **kwargs)
         if seed is not None: self.rng.seed(seed)
+
+    def to(self, device):
+        "Put the loader, its batch transforms and its set on `device`."
+        super().to(device)
+        if self.device is not None: self._x, self._y, self._t = (o.to(self.device) for o in (self._x, self._y, self._t))
+        return self
+
+    def new(self, dataset=None, cls=None, **kwargs):
+        "A loader like this one over `dataset`: a `DistilledSet` or images for `test_dl` (see `_Triplets.test_set`)."
+        if dataset is not None: dataset = self.dataset.test_set(dataset)
+        return super().new(dataset, cls, **kwargs)
+
+    def _batch(self, idxs):
+        x = TensorImage(self._x[idxs])
+        return (x, TensorCategory(self._y[idxs]), TensorSoftLabel(self._t[idxs])) if self.dataset.labelled else (x,)
+
+    def _one_pass(self):  # fastai runs the batch transforms on one item to learn the batch types; ours are known, and an
+        self._n_inp, self._types = 1, explode_types(self._batch(torch.zeros(0, dtype=torch.long, device=self._x.device)))
+        # empty set (no validation set, an exported learner) or a random augmentation would break or shift that pass
 
     def create_batches(self, samps):
         idxs = torch.as_tensor(list(samps), dtype=torch.long, device=self._x.device)
         for i in range(0, len(idxs), self.bs):
             b = idxs[i:i + self.bs]
             if self.drop_last and len(b) < self.bs: break
-            yield TensorImage(self._x[b]), TensorCategory(self._y[b]), TensorSoftLabel(self._t[b])
+            yield self._batch(b)
 
 # %% ../nbs/05_data.ipynb #1b85f76f
 def distilled_dls(dset:DistilledSet, # The training set (distilled)
@@ -389,14 +447,11 @@ def distilled_dls(dset:DistilledSet, # The training set (distilled)
     tfms = [IntToFloatTensor(), Normalize.from_stats(mean, std, cuda=False)]
     augment = _make_aug(aug, seed)
     if augment is not None: tfms.append(augment)
-    def _soft(s): return s.soft if s.soft is not None else torch.nn.functional.one_hot(s.labels, s.n_classes).float()
-    train = DistilledDL(_Triplets(dset, _soft(dset), 0), bs=bs, shuffle=True, drop_last=drop_last, device=device, seed=seed,
+    train = DistilledDL(_Triplets(dset, 0), bs=bs, shuffle=True, drop_last=drop_last, device=device, seed=seed,
                         after_batch=tfms, **kwargs)
     if valid is None: valid = dset[torch.zeros(0, dtype=torch.long)]  # fastai always validates: an empty set skips it
-    vdl = DistilledDL(_Triplets(valid, _soft(valid), 1), bs=valid_bs, shuffle=False, device=device, after_batch=tfms[:2], **kwargs)
-    dls = DataLoaders(train, vdl, device=train.device)
-    dls.classes, dls.vocab, dls.c = dset.classes, dset.classes, dset.n_classes
-    return dls
+    vdl = DistilledDL(_Triplets(valid, 1), bs=valid_bs, shuffle=False, device=device, after_batch=tfms[:2], **kwargs)
+    return DataLoaders(train, vdl, device=train.device)  # dls.c, dls.vocab, dls.classes: from the set
 
 def _make_aug(aug, seed):
     "The batch augmentation for `aug`: None, a Transform, or a DSA strategy (see `gift_fastai.augment`)."

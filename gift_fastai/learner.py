@@ -6,7 +6,7 @@ Docs: https://gift-fastai.github.io/gift-fastai/learner.html.md"""
 
 # %% auto #0
 __all__ = ['OPTIMIZERS', 'opt_func', 'default_lr', 'MultiStepLR', 'hard_accuracy', 'teacher_agreement', 'distilled_learner',
-           'evaluate_distilled']
+           'show_results', 'evaluate_distilled']
 
 # %% ../nbs/07_learner.ipynb #18d1bfe8
 import math, time
@@ -20,13 +20,16 @@ from fastai.optimizer import OptimWrapper
 from fastai.callback.core import Callback, CancelValidException
 from fastai.callback.schedule import ParamScheduler
 from fastai.metrics import AvgMetric
-from fastai.torch_core import set_seed
+from fastai.torch_core import set_seed, TensorImage, TensorCategory
+from fastai.data.core import show_results
+from fastai.vision.data import get_grid
+from plum import dispatch
 import fastai.callback.progress  # noqa: F401  (progress bars, Learner.no_bar)
 from .core import InputError, InputTypeError, check_choice
 from .losses import get_loss, LossEpoch, SoftLabelLoss
-from .callbacks import TeacherRelabel
+from .callbacks import TeacherRelabel, input_shape, check_class_counts
 from .models import create_student
-from .data import DistilledSet, distilled_dls
+from .data import DistilledSet, distilled_dls, TensorSoftLabel
 
 # %% ../nbs/07_learner.ipynb #90fac913
 OPTIMIZERS = {
@@ -58,7 +61,8 @@ class MultiStepLR(Callback):
         "The milestone epochs for a fit of `n_epoch` epochs."
         return [math.floor(m * n_epoch) for m in self.milestones]
     def before_fit(self):
-        self.active = not any(isinstance(cb, ParamScheduler) for cb in self.learn.cbs)  # fit_one_cycle etc. take over
+        # fit_one_cycle etc. take over; get_preds/validate (no optimizer yet, or a loaded learner) schedule nothing
+        self.active = self.opt is not None and not any(isinstance(cb, ParamScheduler) for cb in self.learn.cbs)
         if self.active: self.base = [h['lr'] for h in self.opt.hypers]
     def before_epoch(self):
         if not self.active: return
@@ -78,15 +82,13 @@ def teacher_agreement(): "Top-1 agreement of the student with the soft label (th
 for f, n in ((_hard_acc, 'accuracy'), (_agree, 'teacher_agreement')): f.__name__ = n
 
 # %% ../nbs/07_learner.ipynb #b34fcb3a
-def _data_shape(dls):
-    ds = getattr(dls.train.dataset, 'dset', None)
-    if ds is not None: return ds.shape
-    x = dls.one_batch()[0]
-    return tuple(x.shape[1:])
+def _data_shape(dls) -> tuple:
+    "The shape of one input: known for `distilled_dls`, else read off a batch."
+    return input_shape(dls) or tuple(dls.one_batch()[0].shape[1:])
 
 def distilled_learner(dls, # `DataLoaders` of (x, y_hard, y_soft), e.g. from `distilled_dls`
                       arch='convnet3', # A student name of the registry (`list_students`) or an `nn.Module`
-                      teacher=None, # A teacher `nn.Module` (or a list: averaged), 'stored', or None (no relabelling)
+                      teacher=None, # A teacher `nn.Module` (or a list: averaged), or 'stored'/None: the data's soft labels
                       loss='gift', # A loss name of the registry (`list_losses`) or a loss object
                       opt:str='adamw', # 'adamw', 'adam' or 'sgd' (see `OPTIMIZERS`)
                       lr:float|None=None, # Learning rate (default: the preset's)
@@ -102,15 +104,15 @@ def distilled_learner(dls, # `DataLoaders` of (x, y_hard, y_soft), e.g. from `di
     if not hasattr(dls, 'train') or not hasattr(dls, 'c'):
         raise InputTypeError("dls must be fastai DataLoaders with a class count (dls.c), e.g. from distilled_dls(...).")
     check_choice(preset, ('gift', None), 'preset')
-    C, H = dls.c, None
-    shape = _data_shape(dls)
+    C, shape = dls.c, _data_shape(dls)
     if isinstance(arch, nn.Module): model, name = arch, type(arch).__name__
     else:
         if not isinstance(arch, str): raise InputTypeError(f"arch must be a student name or an nn.Module, got {type(arch).__name__}.")
         model, name = create_student(arch, n_out=C, in_ch=shape[0], img_size=shape[1], **(arch_kwargs or {})), arch
+    relabel = TeacherRelabel(teacher if teacher is not None else 'stored')
+    check_class_counts(C, shape, teachers=relabel.teachers, student=model if isinstance(arch, nn.Module) else None)
     loss_func = get_loss(loss, **(loss_kwargs or {}))
-    all_cbs = [LossEpoch()] + L(cbs)
-    if teacher is not None: all_cbs.insert(0, TeacherRelabel(teacher))
+    all_cbs = [relabel, LossEpoch()] + L(cbs)
     o = OPTIMIZERS[check_choice(opt, OPTIMIZERS, 'optimizer')]
     if preset == 'gift':
         lr = default_lr(opt, name) if lr is None else lr
@@ -121,6 +123,17 @@ def distilled_learner(dls, # `DataLoaders` of (x, y_hard, y_soft), e.g. from `di
                     metrics=metrics if metrics is not None else hard_accuracy(), cbs=all_cbs, **kwargs)
     return learn
 
+# %% ../nbs/07_learner.ipynb #fbab70d1
+@dispatch
+def show_results(x:TensorImage, y:tuple[TensorCategory, TensorSoftLabel], samples, outs, ctxs=None, max_n:int=10,
+                 nrows=None, ncols=None, figsize=None, **kwargs):
+    "Show (image, class, soft label) samples with their predictions on a grid: `prediction / class`, then the soft label."
+    if ctxs is None: ctxs = get_grid(min(len(samples), max_n), nrows=nrows, ncols=ncols, figsize=figsize)
+    ctxs = [s[0].show(ctx=c, **kwargs) for s, c, _ in zip(samples, ctxs, range(max_n))]
+    for (_, cls, soft, *_), (pred, *_), c in zip(samples, outs, ctxs):
+        c.set_title(f"{pred} / {cls}\n{soft}", color='green' if pred == cls else 'red', fontsize=8)
+    return ctxs
+
 # %% ../nbs/07_learner.ipynb #4f9d5aa6
 class _EvalEvery(Callback):
     "Validate only at the given epochs (and the last); record hard accuracy there."
@@ -128,9 +141,10 @@ class _EvalEvery(Callback):
     def __init__(self, every:int): self.every, self.record = every, []
     def before_validate(self):
         e = self.epoch + 1
-        if e % self.every and e != self.n_epoch: raise CancelValidException()
-    def after_validate(self):
-        self.record.append((self.epoch + 1, float(self.learn.recorder.metrics[0].value)))
+        self.skipped = bool(e % self.every and e != self.n_epoch)
+        if self.skipped: raise CancelValidException()
+    def after_validate(self):  # (fastai calls it after a cancelled validation too)
+        if not self.skipped: self.record.append((self.epoch + 1, float(self.learn.recorder.metrics[0].value)))
 
 def evaluate_distilled(dset:DistilledSet, # The distilled training set
                        test:DistilledSet, # The real test set (labelled)
