@@ -4,7 +4,10 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+# The stamp is named by a hash of the install inputs' content, not their times: nbdev-export rewrites
+# pyproject.toml with the same content, which must not trigger a reinstall.
+HASH   := $(shell cat pyproject.toml constraints.txt | $(PYTHON) -c "import hashlib,sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest()[:16])")
+STAMP  := $(VENV)/.installed-$(HASH)
 
 # The lock file goes through the environment so that it replaces any machine-wide pip constraint.
 export PIP_CONSTRAINT := $(abspath constraints.txt)
@@ -14,9 +17,10 @@ export NO_ALBUMENTATIONS_UPDATE := 1
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP):
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --editable '.[dev]'
+	@rm -f $(VENV)/.installed*
 	@touch $(STAMP)
 
 # Write gift_fastai/ from the notebooks (the notebooks are the source).
