@@ -154,7 +154,9 @@ def evaluate_distilled(dset:DistilledSet, # The distilled training set
                        seed:int=0, # Repeat r uses seed + r
                        eval_every:int|None=None, # Default: epochs // 4
                        bs:int|None=None, aug='gift', device=None, lr=None, loss_kwargs=None, arch_kwargs=None,
-                       progress:bool=False # Show fastai's progress bars
+                       progress:bool=False, # Show fastai's progress bars
+                       cbs=None, # Extra callbacks for every repeat's `Learner` (e.g. a progress display)
+                       on_run=None # Called as on_run(run_dict) after each repeat: save what is finished
                       ) -> dict:
     "The paper's evaluation protocol: per-repeat final and best test accuracy, and their mean ± population std."
     if repeats < 1 or epochs < 1: raise InputError(f"repeats and epochs must be >= 1, got {repeats} and {epochs}.")
@@ -165,7 +167,7 @@ def evaluate_distilled(dset:DistilledSet, # The distilled training set
         dls = distilled_dls(dset, valid=test, bs=bs, aug=aug, device=device, seed=seed + r)
         learn = distilled_learner(dls, arch, teacher=teacher, loss=loss, opt=opt, lr=lr, loss_kwargs=loss_kwargs,
                                   arch_kwargs=arch_kwargs)
-        ev = _EvalEvery(every); learn.add_cb(ev)
+        ev = _EvalEvery(every); learn.add_cbs([ev, *L(cbs)])
         t0 = time.time()
         if progress: learn.fit(epochs)
         else:
@@ -173,6 +175,7 @@ def evaluate_distilled(dset:DistilledSet, # The distilled training set
         accs = [a for _, a in ev.record]
         runs.append(dict(repeat=r, seed=seed + r, final_acc=accs[-1], best_acc=max(accs), evals=ev.record,
                          seconds=time.time() - t0))
+        if on_run is not None: on_run(runs[-1])
     fin, best = np.array([x['final_acc'] for x in runs]), np.array([x['best_acc'] for x in runs])
     return dict(runs=runs, final_mean=float(fin.mean()), final_std=float(fin.std()), best_mean=float(best.mean()),
                 best_std=float(best.std()), epochs=epochs, eval_every=every, loss=str(loss), arch=str(arch), opt=opt,
