@@ -8,7 +8,7 @@ Docs: https://gift-fastai.github.io/gift-fastai/all.html.md"""
 __all__ = []
 
 # %% ../nbs/99_all.ipynb #8c5908e8
-from . import core, losses, augment, models, data, callbacks, learner
+from . import core, losses, augment, models, data, callbacks, learner, teachers, distill
 from .core import *
 from .losses import *
 from .augment import *
@@ -16,4 +16,6 @@ from .models import *
 from .data import *
 from .callbacks import *
 from .learner import *
-__all__ = [n for m in (core, losses, augment, models, data, callbacks, learner) for n in m.__all__]  # a star import of this module re-exports every module's names
+from .teachers import *
+from .distill import *
+__all__ = [n for m in (core, losses, augment, models, data, callbacks, learner, teachers, distill) for n in m.__all__]  # a star import of this module re-exports every module's names

@@ -105,7 +105,7 @@ def results_table(summary:list, title:str=''):
         fin = f"{100 * r['final_mean']:.2f} ± {100 * r['final_std']:.2f}"
         t.add_row(r['loss'], f"[bold]{fin}[/bold]" if r['final_mean'] == top else fin,
                   f"{100 * r['best_mean']:.2f} ± {100 * r['best_std']:.2f}", str(r['repeats']), f"{r['seconds']:.0f}")
-    t.caption = "* best of the periodic test evaluations: a selection on the test set, as the paper reports"
+    t.caption = "* best of the periodic tests: test-set selection, as in the paper"
     return t
 
 # %% ../nbs/11_cli.ipynb #d50a6e69
@@ -183,10 +183,10 @@ def _gift_eval(args) -> int:
              f"{args.arch} · {args.opt} · {args.epochs} epochs")
     config = dict(vars(args), data=str(args.data or asset_path('data')), test=str(args.test or asset_path('test')),
                   teacher=str(tpath), losses=losses, n_train=len(dset), n_test=len(test), classes=dset.classes,
-                  set_meta=dset.meta, teacher_acc=meta.get('accuracy'), title=title, torch=torch.__version__)
+                  set_meta=dset.meta, teacher_acc=meta.get('valid_acc'), title=title, torch=torch.__version__)
     console.print(f"[bold]gift-eval[/bold]: {len(dset)} images ({dset.n_classes} classes), test {len(test)}, "
                   f"teacher {meta.get('arch', type(teacher).__name__)}"
-                  + (f" (accuracy {100 * meta['accuracy']:.1f}%)" if meta.get('accuracy') is not None else '') + f" -> {out}/")
+                  + (f" (accuracy {100 * meta['valid_acc']:.1f}%)" if meta.get('valid_acc') is not None else '') + f" -> {out}/")
     runs, t0 = [], time.time()
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TimeRemainingColumn(), console=console, transient=False) as prog:

@@ -9,7 +9,7 @@ __all__ = ['OPTIMIZERS', 'opt_func', 'default_lr', 'MultiStepLR', 'hard_accuracy
            'show_results', 'evaluate_distilled']
 
 # %% ../nbs/07_learner.ipynb #18d1bfe8
-import math, time
+import math, time, warnings
 from functools import partial
 import numpy as np
 import torch, torch.nn as nn
@@ -17,6 +17,7 @@ from fastcore.basics import store_attr
 from fastcore.foundation import L
 from fastai.learner import Learner
 from fastai.optimizer import OptimWrapper
+from fastai.data.transforms import Normalize
 from fastai.callback.core import Callback, CancelValidException
 from fastai.callback.schedule import ParamScheduler
 from fastai.metrics import AvgMetric
@@ -86,6 +87,23 @@ def _data_shape(dls) -> tuple:
     "The shape of one input: known for `distilled_dls`, else read off a batch."
     return input_shape(dls) or tuple(dls.one_batch()[0].shape[1:])
 
+def _teacher_stats(teachers):
+    "The normalisation stats (mean, std) stored in the first teacher's `teacher_meta`, or None."
+    meta = next((getattr(t, 'teacher_meta', None) for t in teachers if getattr(t, 'teacher_meta', None)), None) or {}
+    return (tuple(meta['mean']), tuple(meta['std'])) if meta.get('mean') is not None and meta.get('std') is not None else None
+
+def _check_teacher_stats(dls, teachers, atol:float=1e-3):
+    "Warn when the data are normalised otherwise than the teacher was trained (its `teacher_meta` stats)."
+    ts = _teacher_stats(teachers)
+    norm = next((t for t in getattr(dls.train, 'after_batch', []) if isinstance(t, Normalize)), None)
+    if ts is None or norm is None: return
+    m, s = norm.mean.flatten().tolist(), norm.std.flatten().tolist()
+    if len(m) != len(ts[0]) or any(abs(a - b) > atol for a, b in zip(m + s, list(ts[0]) + list(ts[1]))):
+        warnings.warn(f"the data are normalised with mean {tuple(round(v, 4) for v in m)}, std {tuple(round(v, 4) for v in s)} but the "
+                      f"teacher was trained with mean {tuple(round(v, 4) for v in ts[0])}, std {tuple(round(v, 4) for v in ts[1])}: "
+                      f"its soft labels will be off. Build the loaders with distilled_dls(..., mean=teacher.teacher_meta['mean'], "
+                      f"std=teacher.teacher_meta['std']) (evaluate_distilled does it for you).", stacklevel=3)
+
 def distilled_learner(dls, # `DataLoaders` of (x, y_hard, y_soft), e.g. from `distilled_dls`
                       arch='convnet3', # A student name of the registry (`list_students`) or an `nn.Module`
                       teacher=None, # A teacher `nn.Module` (or a list: averaged), or 'stored'/None: the data's soft labels
@@ -110,6 +128,7 @@ def distilled_learner(dls, # `DataLoaders` of (x, y_hard, y_soft), e.g. from `di
         if not isinstance(arch, str): raise InputTypeError(f"arch must be a student name or an nn.Module, got {type(arch).__name__}.")
         model, name = create_student(arch, n_out=C, in_ch=shape[0], img_size=shape[1], **(arch_kwargs or {})), arch
     relabel = TeacherRelabel(teacher if teacher is not None else 'stored')
+    _check_teacher_stats(dls, relabel.teachers)
     check_class_counts(C, shape, teachers=relabel.teachers, student=model if isinstance(arch, nn.Module) else None)
     loss_func = get_loss(loss, **(loss_kwargs or {}))
     all_cbs = [relabel, LossEpoch()] + L(cbs)
@@ -161,10 +180,12 @@ def evaluate_distilled(dset:DistilledSet, # The distilled training set
     "The paper's evaluation protocol: per-repeat final and best test accuracy, and their mean ± population std."
     if repeats < 1 or epochs < 1: raise InputError(f"repeats and epochs must be >= 1, got {repeats} and {epochs}.")
     every = max(1, eval_every or epochs // 4)
+    # the student sees what the teacher sees: normalised with the teacher's own training stats when it has them
+    mean, std = _teacher_stats([teacher] if isinstance(teacher, nn.Module) else [] if teacher is None or isinstance(teacher, str) else list(teacher)) or (None, None)
     runs = []
     for r in range(repeats):
         set_seed(seed + r)
-        dls = distilled_dls(dset, valid=test, bs=bs, aug=aug, device=device, seed=seed + r)
+        dls = distilled_dls(dset, valid=test, bs=bs, aug=aug, device=device, seed=seed + r, mean=mean, std=std)
         learn = distilled_learner(dls, arch, teacher=teacher, loss=loss, opt=opt, lr=lr, loss_kwargs=loss_kwargs,
                                   arch_kwargs=arch_kwargs)
         ev = _EvalEvery(every); learn.add_cbs([ev, *L(cbs)])

@@ -1,0 +1,130 @@
+"gift-eval and gift-distill end to end on toy files, their outputs, an interrupted run, and their error paths."
+import csv, json, os, subprocess, sys
+from pathlib import Path
+import pytest, torch
+from gift_fastai.cli import gift_eval, gift_distill
+from gift_fastai.data import DistilledSet
+from gift_fastai.models import create_student
+from gift_fastai.teachers import as_teacher, save_teacher
+
+C, H = 4, 16
+
+
+def blobs(n_per, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(C).repeat_interleave(n_per)
+    x = torch.rand(len(labels), 1, H, H, generator=g) * 60
+    for i, c in enumerate(labels.tolist()):
+        r, q = divmod(c, 2); x[i, 0, r * 8:(r + 1) * 8, q * 8:(q + 1) * 8] += 180
+    return DistilledSet(x.clamp(0, 255).to(torch.uint8), labels, classes=['n', 'e', 's', 'w'], meta=dict(source='blobs'))
+
+
+@pytest.fixture(scope='module')
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp('cli')
+    train, test = blobs(5), blobs(10, seed=1)
+    torch.manual_seed(0)
+    t = as_teacher(create_student('convnet3', C, in_ch=1, img_size=H, width=8), train.classes, *train.stats)
+    wrong = as_teacher(create_student('convnet3', C, in_ch=1, img_size=H, width=8), ['e', 'n', 's', 'w'], *train.stats)
+    return dict(dir=d, data=str(train.save(d / 'set.safetensors')), test=str(test.save(d / 'test.safetensors')),
+                teacher=str(save_teacher(t, d / 'teacher.safetensors')), wrong=str(save_teacher(wrong, d / 'wrong.safetensors')))
+
+
+def base(files, out, *extra):
+    return ['--data', files['data'], '--test', files['test'], '--teacher', files['teacher'], '--out', str(out), *extra]
+
+
+def test_gift_eval_end_to_end(files, tmp_path, capsys):
+    rc = gift_eval(base(files, tmp_path, '--loss', 'gift,kl', '--epochs', '2', '--repeats', '2', '--eval-every', '1'))
+    assert rc == 0
+    rows = list(csv.DictReader(open(tmp_path / 'results.csv')))
+    assert [(r['loss'], r['repeat'], r['seed']) for r in rows] == [('gift', '0', '0'), ('gift', '1', '1'), ('kl', '0', '0'), ('kl', '1', '1')]
+    res = json.loads((tmp_path / 'results.json').read_text())
+    assert [s['loss'] for s in res['summary']] == ['gift', 'kl'] and res['config']['epochs'] == 2
+    for s in res['summary']:
+        accs = [float(r['final_acc']) for r in rows if r['loss'] == s['loss']]
+        assert abs(s['final_mean'] - sum(accs) / 2) < 1e-9 and 0 <= s['final_mean'] <= 1
+    assert [len(r['evals']) for r in res['runs']] == [2, 2, 2, 2]   # tested after epochs 1 and 2
+    assert (tmp_path / 'results.png').read_bytes()[:4] == b'\x89PNG'
+    out = capsys.readouterr().out
+    assert '│ gift │' in out and '│ kl   │' in out and '±' in out and 'test-set selection' in out, out
+
+
+def test_gift_eval_is_reproducible(files, tmp_path):
+    args = ['--loss', 'gift', '--epochs', '2', '--repeats', '1']
+    assert gift_eval(base(files, tmp_path / 'a', *args)) == 0 and gift_eval(base(files, tmp_path / 'b', *args)) == 0
+    a, b = (json.loads((tmp_path / k / 'results.json').read_text())['runs'][0] for k in 'ab')
+    assert a['evals'] == b['evals']
+
+
+def test_an_interrupted_run_keeps_what_finished(files, tmp_path, monkeypatch):
+    from fastai.learner import Learner
+    fit, calls = Learner.fit, []
+    def _fit(self, *a, **k):
+        calls.append(1)
+        if len(calls) == 2: raise KeyboardInterrupt
+        return fit(self, *a, **k)
+    monkeypatch.setattr(Learner, 'fit', _fit)
+    with pytest.raises(KeyboardInterrupt): gift_eval(base(files, tmp_path, '--loss', 'gift', '--epochs', '2', '--repeats', '3'))
+    rows = list(csv.DictReader(open(tmp_path / 'results.csv')))
+    assert [r['repeat'] for r in rows] == ['0']                      # the finished run is on disk
+    assert len(json.loads((tmp_path / 'results.json').read_text())['runs']) == 1
+
+
+def test_ipc_takes_the_first_images_of_each_class(files, tmp_path):
+    assert gift_eval(base(files, tmp_path, '--loss', 'ce', '--epochs', '1', '--repeats', '1', '--ipc', '2')) == 0
+    assert json.loads((tmp_path / 'results.json').read_text())['config']['n_train'] == 8
+
+
+@pytest.mark.parametrize('extra,msg', [
+    (['--loss', 'gift,kll'], "unknown loss 'kll'. Did you mean 'kl'?"),
+    (['--arch', 'convnet9'], 'unknown student'),
+    (['--arch', 'convnet6'], 'ConvNet-6 needs img_size >= 64'),
+    (['--epochs', '0'], '--epochs must be >= 1'),
+    (['--opt', 'rmsprop'], 'unknown optimizer'),
+    (['--ipc', '9'], '--ipc 9'),
+])
+def test_gift_eval_bad_arguments(files, tmp_path, capsys, extra, msg):
+    assert gift_eval(base(files, tmp_path, *extra)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith('gift-eval: error: ') and msg in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_gift_eval_bad_files(files, tmp_path, capsys):
+    assert gift_eval(['--data', str(tmp_path / 'missing.safetensors'), '--out', str(tmp_path)]) == 2
+    assert 'no such file or folder' in capsys.readouterr().err
+    assert gift_eval(base(files, tmp_path) + ['--teacher', files['wrong']]) == 2   # last --teacher wins: classes permuted
+    err = capsys.readouterr().err
+    assert 'class' in err and 'order' in err, err
+    (tmp_path / 'junk.safetensors').write_bytes(b'junk')
+    assert gift_eval(base(files, tmp_path) + ['--teacher', str(tmp_path / 'junk.safetensors')]) == 2
+
+
+def test_console_scripts(files, tmp_path):
+    "The installed commands: --help documents every option; a bad argument is one line, exit code 2, no traceback."
+    exe = Path(sys.executable).with_name('gift-eval')
+    if not exe.exists(): pytest.skip(f"gift-eval is not installed next to {sys.executable}")
+    env = dict(os.environ, NO_ALBUMENTATIONS_UPDATE='1')
+    h = subprocess.run([str(exe), '--help'], capture_output=True, text=True, env=env, timeout=120)
+    assert h.returncode == 0
+    for opt in ('--data', '--teacher', '--test', '--arch', '--loss', '--opt', '--epochs', '--repeats', '--ipc', '--seed',
+                '--device', '--bs', '--out'):
+        assert opt in h.stdout, opt
+    p = subprocess.run([str(exe), *base(files, tmp_path, '--loss', 'nope')], capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 2 and 'Traceback' not in p.stderr and "gift-eval: error: unknown loss 'nope'" in p.stderr, p.stderr
+    d = subprocess.run([str(exe.with_name('gift-distill')), '--help'], capture_output=True, text=True, env=env, timeout=120)
+    assert d.returncode == 0 and '--teacher' in d.stdout
+
+
+def test_gift_distill(files, tmp_path, capsys):
+    assert gift_distill(['--data', files['data'], '--method', 'random', '--ipc', '2', '--out', str(tmp_path / 'r.safetensors')]) == 0
+    r = DistilledSet.load(tmp_path / 'r.safetensors')
+    assert len(r) == 8 and r.meta['method'] == 'random' and r.class_counts.tolist() == [2] * C
+    assert gift_distill(['--data', files['data'], '--teacher', files['teacher'], '--ipc', '1', '--factor', '2', '--candidates', '5',
+                         '--out', str(tmp_path / 'd.safetensors'), '--folder', str(tmp_path / 'd'), '--store-soft']) == 0
+    d = DistilledSet.load(tmp_path / 'd.safetensors')
+    assert d.meta['method'] == 'rded' and d.meta['factor'] == 2 and d.soft.shape == (C, C) and d.shape == (1, H, H)
+    assert sorted(p.name for p in (tmp_path / 'd').iterdir()) == ['00000', '00001', '00002', '00003']
+    assert gift_distill(['--data', files['data'], '--ipc', '1', '--out', str(tmp_path / 'x.safetensors')]) == 2
+    assert 'needs --teacher' in capsys.readouterr().err
+    assert gift_distill(['--data', files['data'], '--teacher', files['wrong'], '--out', str(tmp_path / 'x.safetensors')]) == 2
