@@ -13,7 +13,7 @@ STAMP  := $(VENV)/.installed-$(HASH)
 export PIP_CONSTRAINT := $(abspath constraints.txt)
 export NO_ALBUMENTATIONS_UPDATE := 1
 
-.PHONY: install export test check lock clean
+.PHONY: install export test check lock clean demo
 
 install: $(STAMP)
 
@@ -22,6 +22,10 @@ $(STAMP):
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --editable '.[dev]'
 	@rm -f $(VENV)/.installed*
 	@touch $(STAMP)
+
+# The main job: gift-eval on the embedded Fashion-MNIST RDED set, GIFT vs KL (a few minutes on 2 CPU cores).
+demo: $(STAMP)
+	$(BIN)/gift-eval --out demo-results
 
 # Write gift_fastai/ from the notebooks (the notebooks are the source).
 export: $(STAMP)

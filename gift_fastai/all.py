@@ -8,7 +8,7 @@ Docs: https://gift-fastai.github.io/gift-fastai/all.html.md"""
 __all__ = []
 
 # %% ../nbs/99_all.ipynb #8c5908e8
-from . import core, losses, augment, models, data, callbacks, learner, teachers, distill
+from . import core, losses, augment, models, data, callbacks, learner, teachers, distill, datasets
 from .core import *
 from .losses import *
 from .augment import *
@@ -18,4 +18,5 @@ from .callbacks import *
 from .learner import *
 from .teachers import *
 from .distill import *
-__all__ = [n for m in (core, losses, augment, models, data, callbacks, learner, teachers, distill) for n in m.__all__]  # a star import of this module re-exports every module's names
+from .datasets import *
+__all__ = [n for m in (core, losses, augment, models, data, callbacks, learner, teachers, distill, datasets) for n in m.__all__]  # a star import of this module re-exports every module's names
