@@ -182,6 +182,10 @@ class DistilledSet:
 # %% ../nbs/05_data.ipynb #743f1ead
 _FORMAT = 'gift-fastai.DistilledSet/1'
 
+def _umask() -> int:
+    "The process umask (read by setting it and putting it back)."
+    m = os.umask(0o022); os.umask(m); return m
+
 def _atomic_write(path:Path, write):
     "Call `write(tmp_path)` then rename the temporary file to `path`."
     path = Path(path)
@@ -189,7 +193,9 @@ def _atomic_write(path:Path, write):
     fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
     os.close(fd)
     try:
-        write(tmp); os.replace(tmp, path)
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private (0600): give it the mode a plain open() would
+        os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp): os.remove(tmp)
         raise

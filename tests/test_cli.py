@@ -128,3 +128,39 @@ def test_gift_distill(files, tmp_path, capsys):
     assert gift_distill(['--data', files['data'], '--ipc', '1', '--out', str(tmp_path / 'x.safetensors')]) == 2
     assert 'needs --teacher' in capsys.readouterr().err
     assert gift_distill(['--data', files['data'], '--teacher', files['wrong'], '--out', str(tmp_path / 'x.safetensors')]) == 2
+
+
+# -- the embedded default (made by tools/make_default.py from the real Fashion-MNIST)
+
+def test_embedded_default_contents():
+    from gift_fastai.cli import load_default, asset_path, ASSETS
+    from gift_fastai.teachers import check_teacher
+    dset, teacher, test = load_default()
+    assert dset.meta['method'] == 'rded' and dset.meta['ipc'] == 10 and dset.meta['source'] == 'fashion-mnist'
+    assert dset.class_counts.tolist() == [10] * 10 and dset.shape == (1, 28, 28) and dset.soft is None
+    assert test.class_counts.tolist() == [200] * 10 and test.meta['split'] == 'test' and test.classes == dset.classes
+    meta = teacher.teacher_meta
+    assert meta['arch'] == 'convnet3' and meta['classes'] == dset.classes and meta['valid_n'] == 10000
+    rep = check_teacher(teacher, test, warn=False)       # re-measured here on the 2,000 held-out images
+    assert rep.accuracy > 0.85 and abs(rep.accuracy - meta['valid_acc']) < 0.03, (rep.accuracy, meta['valid_acc'])
+    assert sum(asset_path(k).stat().st_size for k in ASSETS) <= 5 * 2 ** 20   # the package-data budget
+
+
+FMNIST = Path('/usr/share/datasets/fashion-mnist')
+
+@pytest.mark.skipif(not FMNIST.is_dir(), reason=f"the real Fashion-MNIST is not in {FMNIST} (apt-get install dataset-fashion-mnist)")
+def test_embedded_test_images_are_real_test_images():
+    "Every embedded test image is an image of the official test split, with its label (so none was seen in training)."
+    from gift_fastai.cli import load_default
+    from gift_fastai.datasets import get_dataset
+    _, _, test = load_default()
+    _, real = get_dataset('fashion-mnist')
+    index = {bytes(img.numpy().tobytes()): int(y) for img, y in zip(real.images, real.labels)}
+    assert all(index.get(bytes(img.numpy().tobytes())) == int(y) for img, y in zip(test.images, test.labels))
+
+
+def test_gift_eval_default_runs(tmp_path):
+    "What `make demo` runs, cut to one epoch: the embedded set, its teacher and test images, GIFT and KL."
+    assert gift_eval(['--epochs', '1', '--repeats', '1', '--out', str(tmp_path)]) == 0
+    res = json.loads((tmp_path / 'results.json').read_text())
+    assert [s['loss'] for s in res['summary']] == ['gift', 'kl'] and res['config']['n_test'] == 2000
