@@ -6,8 +6,8 @@ Docs: https://gift-fastai.github.io/gift-fastai/data.html.md"""
 
 # %% auto #0
 __all__ = ['IMAGE_EXTS', 'TensorSoftLabel', 'SoftLabelSummary', 'SoftLabelTfm', 'SoftLabelBlock', 'soft_getter',
-           'AlbumentationsTfm', 'DistilledSet', 'from_rded_folder', 'from_class_folders', 'from_gift_pt',
-           'export_folders', 'paper_bs', 'DistilledDL', 'distilled_dls']
+           'AlbumentationsTfm', 'DistilledSet', 'write_tagged', 'read_tagged', 'from_rded_folder', 'from_class_folders',
+           'from_gift_pt', 'export_folders', 'paper_bs', 'DistilledDL', 'distilled_dls']
 
 # %% ../nbs/05_data.ipynb #ce60bedd
 import json, os, re, shutil, tempfile, warnings
@@ -202,31 +202,43 @@ def _atomic_write(path:Path, write):
     return path
 
 # %% ../nbs/05_data.ipynb #44824ef1
+def write_tagged(path, tensors:dict, header:dict) -> Path:
+    "Write `tensors` and the JSON `header` (our format tag and metadata) to one safetensors file, atomically."
+    from safetensors.torch import save_file
+    try: md = {'gift_fastai': json.dumps(header)}
+    except TypeError as e: raise InputError(f"metadata must be JSON-serialisable to be saved: {e}.") from None
+    return _atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata=md))
+
+def read_tagged(path, what:str, fix:str='') -> tuple:
+    "The tensors and the JSON header (a dict, empty when absent) of a safetensors file written by `write_tagged`."
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+    path = Path(path)
+    if not path.is_file(): raise InputError(f"no such {what} file: {path}.{' ' + fix if fix else ''}")
+    try:
+        with safe_open(str(path), 'pt') as f: md = f.metadata() or {}
+        tensors = load_file(str(path))
+    except Exception as e:
+        raise InputError(f"{path} is not a {what} file: it is not a readable safetensors file ({type(e).__name__}: {e})."
+                         f"{' ' + fix if fix else ''}") from None
+    try: header = json.loads(md.get('gift_fastai', '{}'))
+    except json.JSONDecodeError: header = {}
+    return tensors, header if isinstance(header, dict) else {}
+
 @patch
 def save(self:DistilledSet, path) -> Path:
     "Save the set to one safetensors file (atomically); returns the path."
-    from safetensors.torch import save_file
     t = {'images': self.images, 'labels': self.labels}
     if self.soft is not None: t['soft'] = self.soft
-    header = dict(format=_FORMAT, classes=self.classes, mean=self.mean, std=self.std, meta=self.meta)
-    try: md = {'gift_fastai': json.dumps(header)}
-    except TypeError as e: raise InputError(f"meta must be JSON-serialisable to be saved: {e}.") from None
-    return _atomic_write(Path(path), lambda tmp: save_file(t, tmp, metadata=md))
+    return write_tagged(path, t, dict(format=_FORMAT, classes=self.classes, mean=self.mean, std=self.std, meta=self.meta))
 
 @patch(cls_method=True)
 def load(cls:DistilledSet, path) -> DistilledSet:
     "Load a set saved by `DistilledSet.save`."
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-    path = Path(path)
-    if not path.is_file(): raise InputError(f"no such set file: {path}.")
-    try:
-        with safe_open(str(path), 'pt') as f: md = f.metadata() or {}
-        t = load_file(str(path))
-    except Exception as e: raise InputError(f"{path} is not a readable set file ({type(e).__name__}: {e}).") from None
-    header = json.loads(md.get('gift_fastai', '{}'))
+    t, header = read_tagged(path, 'set')
     if header.get('format') != _FORMAT: raise InputError(f"{path} is a safetensors file but not a DistilledSet ({_FORMAT}).")
     return cls(t['images'], t['labels'], t.get('soft'), header['classes'], header['mean'], header['std'], header['meta'])
+
 
 # %% ../nbs/05_data.ipynb #335130bf
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')

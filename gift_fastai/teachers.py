@@ -19,7 +19,7 @@ from fastai.torch_core import set_seed
 from . import __version__
 from .core import InputError, InputTypeError
 from .models import student_from_cfg
-from .data import DistilledSet, distilled_dls, _atomic_write, _stats
+from .data import DistilledSet, distilled_dls, write_tagged, read_tagged, _stats
 from .callbacks import output_width
 from .learner import distilled_learner, hard_accuracy
 
@@ -122,10 +122,8 @@ def save_teacher(model:nn.Module, # A teacher with `teacher_meta` (from `train_t
     if not isinstance(meta, dict):
         raise InputError("the model has no teacher_meta (its classes, input shape and normalisation): train it with "
                          "train_teacher(...), or attach them with as_teacher(model, classes, mean, std) before saving.")
-    from safetensors.torch import save_file
     t = {k: v.detach().to('cpu', copy=True).contiguous() for k, v in model.state_dict().items()}
-    md = {'gift_fastai': json.dumps(dict(format=_FORMAT, meta=meta))}
-    return _atomic_write(Path(path), lambda tmp: save_file(t, tmp, metadata=md))
+    return write_tagged(path, t, dict(format=_FORMAT, meta=meta))
 
 # %% ../nbs/09_teachers.ipynb #a251f9f8
 def _fmt(v): return '(' + ', '.join(f'{float(a):.4g}' for a in v) + ')'
@@ -192,18 +190,8 @@ def load_teacher(path, # A file written by `save_teacher`
                  atol:float=1e-3 # Tolerance on the stats
                 ) -> nn.Module:
     "Rebuild a teacher saved by `save_teacher` (architecture, weights, `teacher_meta`), in eval mode; check what you state."
-    from safetensors import safe_open
-    from safetensors.torch import load_file
+    state, header = read_tagged(path, 'teacher', 'Teachers are written by save_teacher(model, path).')
     path = Path(path)
-    if not path.is_file(): raise InputError(f"no such teacher file: {path} (write one with save_teacher(model, path)).")
-    try:
-        with safe_open(str(path), 'pt') as f: md = f.metadata() or {}
-        state = load_file(str(path))
-    except Exception as e:
-        raise InputError(f"{path} is not a teacher file: it is not a readable safetensors file ({type(e).__name__}: {e}). "
-                         f"Teachers are written by save_teacher(model, path).") from None
-    try: header = json.loads(md.get('gift_fastai', '{}'))
-    except json.JSONDecodeError: header = {}
     fmt = header.get('format') if isinstance(header, dict) else None
     if fmt != _FORMAT or not isinstance(header.get('meta'), dict):
         detail = ("it is a DistilledSet (load it with DistilledSet.load)" if str(fmt).startswith('gift-fastai.DistilledSet')
