@@ -136,6 +136,8 @@ def eval_parser() -> argparse.ArgumentParser:
     a('--arch', default='convnet3', help="student architecture (see list_students)")
     a('--loss', default='gift,kl', help="comma-separated losses of the registry (see list_losses)")
     a('--opt', default='adamw', help="optimizer preset: adamw, adam or sgd")
+    a('--lr', type=float, default=None, help="learning rate (default: the preset's: adamw/adam 1e-3, sgd 0.1; /10 for Swin/ViT)")
+    a('--wd', type=float, default=None, help="weight decay (default: the preset's, 1e-4)")
     a('--epochs', type=int, default=100, help="epochs per run (the paper: 1000; 300 on ImageNet-1k)")
     a('--repeats', type=int, default=3, help="runs per loss, seeds seed..seed+repeats-1 (the paper: 3)")
     a('--ipc', type=int, default=None, help="use the first IPC images of each class of --data (default: all)")
@@ -167,6 +169,8 @@ def _gift_eval(args) -> int:
     for k in ('epochs', 'repeats'):
         if getattr(args, k) < 1: raise InputError(f"--{k} must be >= 1, got {getattr(args, k)}.")
     if args.bs is not None and args.bs < 1: raise InputError(f"--bs must be >= 1, got {args.bs}.")
+    if args.lr is not None and not args.lr > 0: raise InputError(f"--lr must be > 0, got {args.lr}.")
+    if args.wd is not None and not args.wd >= 0: raise InputError(f"--wd must be >= 0, got {args.wd}.")
     dset = load_set(args.data if args.data is not None else asset_path('data'), '--data')
     if args.ipc is not None: dset = first_per_class(dset, args.ipc)
     test = load_set(args.test if args.test is not None else asset_path('test'), '--test')
@@ -187,7 +191,7 @@ def _gift_eval(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     console = Console()
     title = (f"{dset.meta.get('source', 'distilled set')} · {dset.meta.get('method', '?')} IPC {int(dset.class_counts.min())} · "
-             f"{args.arch} · {args.opt} · {args.epochs} epochs")
+             f"{args.arch} · {args.opt}{f' lr {args.lr:g}' if args.lr else ''} · {args.epochs} epochs")
     config = dict(vars(args), data=str(args.data or asset_path('data')), test=str(args.test or asset_path('test')),
                   teacher=str(tpath), losses=losses, n_train=len(dset), n_test=len(test), classes=dset.classes,
                   set_meta=dset.meta, teacher_acc=meta.get('valid_acc'), title=title, torch=torch.__version__)
@@ -202,7 +206,7 @@ def _gift_eval(args) -> int:
             def _save(run, loss=loss):
                 runs.append(dict(run, loss=loss)); write_results(out, runs, config)
             evaluate_distilled(dset, test, args.arch, loss=loss, teacher=teacher, epochs=args.epochs, repeats=args.repeats,
-                               opt=args.opt, seed=args.seed, eval_every=args.eval_every, bs=args.bs, device=device,
+                               opt=args.opt, lr=args.lr, wd=args.wd, seed=args.seed, eval_every=args.eval_every, bs=args.bs, device=device,
                                cbs=[_RichEpochs(prog, task)], on_run=_save)
     res = write_results(out, runs, config)
     console.print(results_table(res['summary'], title))

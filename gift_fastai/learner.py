@@ -172,7 +172,9 @@ def evaluate_distilled(dset:DistilledSet, # The distilled training set
                        repeats:int=3, opt:str='adamw',
                        seed:int=0, # Repeat r uses seed + r
                        eval_every:int|None=None, # Default: epochs // 4
-                       bs:int|None=None, aug='gift', device=None, lr=None, loss_kwargs=None, arch_kwargs=None,
+                       bs:int|None=None, aug='gift', device=None,
+                       lr=None, wd=None, # Override the optimizer preset's learning rate and weight decay
+                       loss_kwargs=None, arch_kwargs=None,
                        progress:bool=False, # Show fastai's progress bars
                        cbs=None, # Extra callbacks for every repeat's `Learner` (e.g. a progress display)
                        on_run=None # Called as on_run(run_dict) after each repeat: save what is finished
@@ -186,7 +188,7 @@ def evaluate_distilled(dset:DistilledSet, # The distilled training set
     for r in range(repeats):
         set_seed(seed + r)
         dls = distilled_dls(dset, valid=test, bs=bs, aug=aug, device=device, seed=seed + r, mean=mean, std=std)
-        learn = distilled_learner(dls, arch, teacher=teacher, loss=loss, opt=opt, lr=lr, loss_kwargs=loss_kwargs,
+        learn = distilled_learner(dls, arch, teacher=teacher, loss=loss, opt=opt, lr=lr, wd=wd, loss_kwargs=loss_kwargs,
                                   arch_kwargs=arch_kwargs)
         ev = _EvalEvery(every); learn.add_cbs([ev, *L(cbs)])
         t0 = time.time()
@@ -199,6 +201,6 @@ def evaluate_distilled(dset:DistilledSet, # The distilled training set
         if on_run is not None: on_run(runs[-1])
     fin, best = np.array([x['final_acc'] for x in runs]), np.array([x['best_acc'] for x in runs])
     return dict(runs=runs, final_mean=float(fin.mean()), final_std=float(fin.std()), best_mean=float(best.mean()),
-                best_std=float(best.std()), epochs=epochs, eval_every=every, loss=str(loss), arch=str(arch), opt=opt,
+                best_std=float(best.std()), epochs=epochs, eval_every=every, loss=str(loss), arch=str(arch), opt=opt, lr=lr, wd=wd,
                 note="best_acc is the best of the periodic test evaluations (test-set selection, as the paper reports); "
                      "final_acc involves no selection; std is the population std over repeats")

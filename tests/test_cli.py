@@ -71,6 +71,21 @@ def test_an_interrupted_run_keeps_what_finished(files, tmp_path, monkeypatch):
     assert len(json.loads((tmp_path / 'results.json').read_text())['runs']) == 1
 
 
+def test_lr_and_wd_reach_the_optimizer(files, tmp_path, monkeypatch):
+    from fastai.learner import Learner
+    fit, seen = Learner.fit, []
+    def _fit(self, *a, **k):
+        r = fit(self, *a, **k)
+        seen.append((type(self.opt.opt).__name__, self.opt.hypers[0]['lr'], self.opt.opt.param_groups[0]['weight_decay']))
+        return r
+    monkeypatch.setattr(Learner, 'fit', _fit)
+    assert gift_eval(base(files, tmp_path, '--loss', 'kl', '--opt', 'sgd', '--lr', '0.02', '--wd', '0.003', '--epochs', '1',
+                          '--repeats', '1')) == 0
+    assert seen == [('SGD', 0.02, 0.003)]   # the base lr, restored by the schedule after fit
+    cfg = json.loads((tmp_path / 'results.json').read_text())['config']
+    assert (cfg['opt'], cfg['lr'], cfg['wd']) == ('sgd', 0.02, 0.003)
+
+
 def test_ipc_takes_the_first_images_of_each_class(files, tmp_path):
     assert gift_eval(base(files, tmp_path, '--loss', 'ce', '--epochs', '1', '--repeats', '1', '--ipc', '2')) == 0
     assert json.loads((tmp_path / 'results.json').read_text())['config']['n_train'] == 8
@@ -83,6 +98,8 @@ def test_ipc_takes_the_first_images_of_each_class(files, tmp_path):
     (['--epochs', '0'], '--epochs must be >= 1'),
     (['--opt', 'rmsprop'], 'unknown optimizer'),
     (['--ipc', '9'], '--ipc 9'),
+    (['--lr', '0'], '--lr must be > 0'),
+    (['--wd', '-1'], '--wd must be >= 0'),
 ])
 def test_gift_eval_bad_arguments(files, tmp_path, capsys, extra, msg):
     assert gift_eval(base(files, tmp_path, *extra)) == 2
@@ -107,7 +124,7 @@ def test_console_scripts(files, tmp_path):
     env = dict(os.environ, NO_ALBUMENTATIONS_UPDATE='1')
     h = subprocess.run([str(exe), '--help'], capture_output=True, text=True, env=env, timeout=120)
     assert h.returncode == 0
-    for opt in ('--data', '--teacher', '--test', '--arch', '--loss', '--opt', '--epochs', '--repeats', '--ipc', '--seed',
+    for opt in ('--data', '--teacher', '--test', '--arch', '--loss', '--opt', '--lr', '--wd', '--epochs', '--repeats', '--ipc', '--seed',
                 '--device', '--bs', '--out'):
         assert opt in h.stdout, opt
     p = subprocess.run([str(exe), *base(files, tmp_path, '--loss', 'nope')], capture_output=True, text=True, env=env, timeout=120)
