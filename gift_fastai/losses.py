@@ -143,7 +143,8 @@ class SoftLabelLoss(nn.Module):
                 if self.soft == 'probs' and ((t < 0).any() or not torch.allclose(t.sum(1), torch.ones_like(t[:, 0]), atol=1e-3)):
                     raise InputError("soft labels given as probabilities (soft='probs') must be non-negative with rows "
                                      "summing to 1; pass soft='logits' if they are teacher logits.")
-        return z, y, t
+        # fastai's typed tensors (TensorImage, TensorCategory, ...) refuse to mix in arithmetic: compute on plain ones
+        return tuple(v if v is None else v.as_subclass(torch.Tensor) for v in (z, y, t))
 
     def extra_repr(self):
         skip = ('training', 'epoch')

@@ -19,7 +19,7 @@ def studies(sets:dict, epochs:int, arch_epochs:int) -> list:
     r10 = [f"rded10={sets['rded10']}"]
     return [
         ('table5', dict(data=r10, opt=['sgd', 'adam', 'adamw'], loss=['kl', 'gift']), epochs),
-        ('table5-sgd-lr', dict(data=r10, opt=['sgd'], lr=[0.01], loss=['kl', 'gift']), epochs),
+        ('table5-sgd-lr', dict(data=r10, opt=['sgd'], lr=[0.03, 0.01], loss=['kl', 'gift']), epochs),
         ('table7', dict(PRESETS['paper-table7']['grids'][0], data=r10), epochs),
         ('table6', dict(PRESETS['paper-table6']['grids'][0], data=r10), epochs),
         ('fig3', dict(PRESETS['paper-fig3']['grids'][0], data=r10), epochs),
