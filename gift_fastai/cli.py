@@ -148,6 +148,29 @@ def eval_parser() -> argparse.ArgumentParser:
     a('--out', default=None, help="output folder (default: a new gift-eval-<time> folder here)")
     return p
 
+def _load_inputs(data, test, teacher, # Paths (or a dataset name for `test`); None: the embedded ones
+                 ipc=None, arch=None, device=None # Also cut the set to `ipc`, check that `arch` builds and `device` works
+                ) -> tuple: # (set, test set, teacher, teacher path)
+    "Load and check a command's distilled set, real test set and teacher: one class list, the teacher's stats on the set."
+    from gift_fastai.teachers import load_teacher
+    from gift_fastai.models import create_student
+    dset = load_set(data if data is not None else asset_path('data'), '--data')
+    if ipc is not None: dset = first_per_class(dset, ipc)
+    tst = load_set(test if test is not None else asset_path('test'), '--test')
+    tpath = Path(teacher) if teacher is not None else asset_path('teacher')
+    t = load_teacher(tpath, classes=dset.classes, shape=dset.shape)
+    if tst.classes != dset.classes:
+        raise InputError(f"--test has classes {tst.classes[:3]}... but --data {dset.classes[:3]}...: both must use one class list in one order.")
+    meta = getattr(t, 'teacher_meta', {}) or {}
+    if meta.get('mean') is not None and dset.mean is None: dset.mean, dset.std = tuple(meta['mean']), tuple(meta['std'])
+    if device is not None:
+        try: torch.empty(0, device=device)
+        except Exception as e: raise InputError(f"--device {device!r} cannot be used here ({type(e).__name__}: {str(e).splitlines()[0]}).") from None
+    if arch is not None:
+        try: create_student(arch, dset.n_classes, dset.shape[0], dset.shape[1])
+        except InputError as e: raise InputError(f"--arch {arch}: {e}") from None
+    return dset, tst, t, tpath
+
 def _fail(prog, msg) -> int:
     print(f"{prog}: error: {msg}", file=sys.stderr); return 2
 
@@ -162,7 +185,6 @@ def _gift_eval(args) -> int:
     from rich.progress import Progress, BarColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn, MofNCompleteColumn
     from gift_fastai.learner import evaluate_distilled
     from gift_fastai.models import student_registry
-    from gift_fastai.teachers import load_teacher
     losses = [l.strip() for l in args.loss.split(',') if l.strip()]
     if not losses: raise InputError("--loss is empty: give one or more losses, e.g. --loss gift,kl.")
     for l in losses: check_choice(l, loss_registry.names, 'loss')
@@ -171,22 +193,8 @@ def _gift_eval(args) -> int:
     if args.bs is not None and args.bs < 1: raise InputError(f"--bs must be >= 1, got {args.bs}.")
     if args.lr is not None and not args.lr > 0: raise InputError(f"--lr must be > 0, got {args.lr}.")
     if args.wd is not None and not args.wd >= 0: raise InputError(f"--wd must be >= 0, got {args.wd}.")
-    dset = load_set(args.data if args.data is not None else asset_path('data'), '--data')
-    if args.ipc is not None: dset = first_per_class(dset, args.ipc)
-    test = load_set(args.test if args.test is not None else asset_path('test'), '--test')
-    tpath = Path(args.teacher) if args.teacher is not None else asset_path('teacher')
-    teacher = load_teacher(tpath, classes=dset.classes, shape=dset.shape)
-    if test.classes != dset.classes:
-        raise InputError(f"--test has classes {test.classes[:3]}... but --data {dset.classes[:3]}...: both must use one class list in one order.")
-    meta = getattr(teacher, 'teacher_meta', {}) or {}
-    if meta.get('mean') is not None and dset.mean is None: dset.mean, dset.std = tuple(meta['mean']), tuple(meta['std'])
-    device = args.device
-    if device is not None:
-        try: torch.empty(0, device=device)
-        except Exception as e: raise InputError(f"--device {device!r} cannot be used here ({type(e).__name__}: {str(e).splitlines()[0]}).") from None
-    from gift_fastai.models import create_student
-    try: create_student(args.arch, dset.n_classes, dset.shape[0], dset.shape[1])
-    except InputError as e: raise InputError(f"--arch {args.arch}: {e}") from None
+    dset, test, teacher, tpath = _load_inputs(args.data, args.test, args.teacher, ipc=args.ipc, arch=args.arch, device=args.device)
+    meta, device = getattr(teacher, 'teacher_meta', {}) or {}, args.device
     out = Path(args.out) if args.out else Path(f"gift-eval-{datetime.datetime.now():%Y%m%d-%H%M%S}")
     out.mkdir(parents=True, exist_ok=True)
     console = Console()

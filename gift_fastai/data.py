@@ -447,11 +447,13 @@ def distilled_dls(dset:DistilledSet, # The training set (distilled)
                   valid_bs:int=256, # Validation batch size
                   mean=None, std=None, # Normalisation stats (default: the set's, see `DistilledSet.stats`)
                   drop_last:bool=False,
+                  empty_ok:bool=False, # Allow classes without an image (a class-incremental memory); default: refuse
                   **kwargs # Passed to `DistilledDL`
                  ) -> DataLoaders:
     "Fast fastai `DataLoaders` of `(x, y_hard, y_soft)` batches over in-memory sets kept on the device."
     if not isinstance(dset, DistilledSet): raise InputTypeError(f"dset must be a DistilledSet, got {type(dset).__name__}.")
-    dset.check_nonempty()
+    if not empty_ok: dset.check_nonempty()
+    elif not len(dset): raise InputError("the training set has no image: give at least one.")
     if valid is not None:
         if not isinstance(valid, DistilledSet): raise InputTypeError(f"valid must be a DistilledSet, got {type(valid).__name__}.")
         if valid.classes != dset.classes:

@@ -162,10 +162,11 @@ def _axes_key(row:dict) -> tuple:
 def select_rows(rows:list, cells:list, # Rows of `read_results`, cells of `expand_grid`
                 epochs:int|None=None, repeats:int|None=None # Keep only runs of these epochs, repeats < `repeats`
                ) -> list:
-    "The rows of `rows` that belong to the grid `cells` (and to `epochs`, and the first `repeats` repeats)."
-    want = {_axes_key(c) for c in cells}
-    return [r for r in rows if _axes_key(r) in want and (epochs is None or int(r['epochs']) == epochs)
+    "The rows of `rows` that belong to the grid `cells` (and to `epochs`, and the first `repeats` repeats), in the grid's order."
+    order = {k: i for i, k in reversed(list(enumerate(_axes_key(c) for c in cells)))}
+    keep = [r for r in rows if _axes_key(r) in order and (epochs is None or int(r['epochs']) == epochs)
             and (repeats is None or int(r['repeat']) < repeats)]
+    return sorted(keep, key=lambda r: order[_axes_key(r)])  # (stable: the runs of a cell keep their order)
 
 # %% ../nbs/12_experiments.ipynb #7dcd3952
 _METRICS = ('final_acc', 'best_acc', 'seconds')
@@ -186,6 +187,10 @@ def varying(summary:pd.DataFrame) -> list:
     "The axes that take more than one value in `summary`."
     return [a for a in AXES if summary[a].nunique() > 1]
 
+def _follows(summary, by:str, axes:list) -> list:
+    "The axes of `axes` whose value is fixed by the value of axis `by` (e.g. gamma and refine by the loss)."
+    return [a for a in axes if summary.groupby(by, sort=False)[a].nunique().max() == 1]
+
 def _col_axis(summary, col=None):
     v = varying(summary)
     return col if col is not None else ('loss' if 'loss' in v else v[0] if v else None)
@@ -196,7 +201,7 @@ def grid_table(summary:pd.DataFrame, metric:str='final', col:str|None=None, titl
     check_choice(metric, ('final', 'best'), 'metric')
     col = _col_axis(summary, col); rows_by = [a for a in varying(summary) if a != col]
     # axes fixed by the column's value (gamma and refine when only gift refines) go to the header, not down the side
-    dep = [a for a in rows_by if col and summary.groupby(col, sort=False)[a].nunique().max() == 1]
+    dep = _follows(summary, col, rows_by) if col else []
     rows_by = [a for a in rows_by if a not in dep]
     t = Table(title=title, caption=f"{metric} test accuracy (%), mean ± population std over repeats; ★ best of the row"
               + ("; best = best of the periodic tests (test-set selection, as in the paper)" if metric == 'best' else '')
@@ -230,7 +235,8 @@ def _plt():
     return plt
 
 def _save(fig, path):
-    fig.tight_layout(); _atomic_write(path, lambda tmp: fig.savefig(tmp, format='png', dpi=110)); _plt().close(fig)
+    if not fig.get_constrained_layout(): fig.tight_layout()
+    _atomic_write(path, lambda tmp: fig.savefig(tmp, format='png', dpi=110)); _plt().close(fig)
     return Path(path)
 
 def _bars(summary, x_axis, hue, metric, path, title):
@@ -253,8 +259,9 @@ def plot_grid(summary:pd.DataFrame, out, # The folder to write the PNGs to
     "PNG plots that fit the grid: loss bars, γ curve, optimizer × loss heat map, or bars per cell."
     check_choice(metric, ('final', 'best'), 'metric'); out = Path(out); v = varying(summary); files = []
     if 'loss' in v:
-        files.append(_bars(summary, 'loss', [a for a in v if a not in ('loss', 'gamma', 'refine')] + (['refine'] if 'refine' in v else []),
-                           metric, out / 'loss_bars.png', title))
+        hue = [a for a in v if a not in ('loss', 'gamma', 'refine')] + (['refine'] if 'refine' in v else [])
+        hue = [a for a in hue if a not in _follows(summary, 'loss', hue)]  # colours only for what varies within a loss
+        files.append(_bars(summary, 'loss', hue, metric, out / 'loss_bars.png', title))
     g = summary[summary.gamma != '']
     if g.gamma.nunique() > 1:
         plt = _plt(); fig, ax = plt.subplots(figsize=(4.6, 3.4)); other = [a for a in varying(g) if a != 'gamma']
@@ -268,7 +275,7 @@ def plot_grid(summary:pd.DataFrame, out, # The folder to write the PNGs to
     if 'opt' in v and 'loss' in v:
         other = [a for a in v if a not in ('opt', 'loss', 'refine', 'gamma', 'lr', 'wd')]
         groups = list(summary.groupby(other, sort=False)) if other else [((), summary)]
-        plt = _plt(); fig, axs = plt.subplots(1, len(groups), figsize=(1.5 + 3.2 * len(groups), 3.2), squeeze=False)
+        plt = _plt(); fig, axs = plt.subplots(1, len(groups), figsize=(1.5 + 3.2 * len(groups), 3.2), squeeze=False, layout='constrained')
         for ax, (k, grp) in zip(axs[0], groups):
             opts, losses = list(dict.fromkeys(grp.opt)), list(dict.fromkeys(grp.loss))
             m = np.full((len(opts), len(losses)), np.nan)

@@ -177,7 +177,8 @@ def evaluate_distilled(dset:DistilledSet, # The distilled training set
                        loss_kwargs=None, arch_kwargs=None,
                        progress:bool=False, # Show fastai's progress bars
                        cbs=None, # Extra callbacks for every repeat's `Learner` (e.g. a progress display)
-                       on_run=None # Called as on_run(run_dict) after each repeat: save what is finished
+                       on_run=None, # Called as on_run(run_dict) after each repeat: save what is finished
+                       dls_kwargs:dict|None=None # Extra arguments of `distilled_dls` (e.g. `empty_ok=True`, `valid_bs`)
                       ) -> dict:
     "The paper's evaluation protocol: per-repeat final and best test accuracy, and their mean ± population std."
     if repeats < 1 or epochs < 1: raise InputError(f"repeats and epochs must be >= 1, got {repeats} and {epochs}.")
@@ -187,7 +188,8 @@ def evaluate_distilled(dset:DistilledSet, # The distilled training set
     runs = []
     for r in range(repeats):
         set_seed(seed + r)
-        dls = distilled_dls(dset, valid=test, bs=bs, aug=aug, device=device, seed=seed + r, mean=mean, std=std)
+        dls = distilled_dls(dset, valid=test, bs=bs, aug=aug, device=device, seed=seed + r, mean=mean, std=std,
+                            **(dls_kwargs or {}))
         learn = distilled_learner(dls, arch, teacher=teacher, loss=loss, opt=opt, lr=lr, wd=wd, loss_kwargs=loss_kwargs,
                                   arch_kwargs=arch_kwargs)
         ev = _EvalEvery(every); learn.add_cbs([ev, *L(cbs)])

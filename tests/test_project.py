@@ -37,3 +37,14 @@ def test_star_import():
     for n in ['get_loss', 'list_losses', 'GIFTLoss', 'smooth_labels', 'refine_soft_labels', 'LossEpoch', 'Registry',
               'InputError']:
         assert n in ns, n
+
+
+def test_console_scripts_are_installed():
+    "Every command of pyproject's [project.scripts] is installed and loads its function."
+    import tomllib
+    want = tomllib.loads((ROOT / 'pyproject.toml').read_text())['project']['scripts']
+    assert {'gift-eval', 'gift-distill', 'gift-ablate', 'gift-continual'} <= set(want)
+    have = {e.name: e for e in md.entry_points(group='console_scripts')}
+    for name, target in want.items():
+        assert name in have, f"{name} is not installed: run `make install` (pyproject changed)"
+        assert have[name].value == target and callable(have[name].load()), name
