@@ -38,14 +38,14 @@ def _int(v, what:str, lo:int=1) -> int:
 class ClassIncremental:
     "A class-incremental protocol: `n_classes` classes in a seeded order, split into `steps` tasks of (nearly) equal size."
     def __init__(self, n_classes:int, # The classes are 0..n_classes-1
-                 steps:int=5, # How many tasks (1 .. n_classes-1)
+                 steps:int=5, # How many tasks (1 .. n_classes)
                  seed:int=0, # Seeds the class order
                  order=None # An explicit order (a permutation of the classes) instead of the seeded one
                 ):
         n = _int(n_classes, 'n_classes', 2)
-        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= steps < n:
-            raise InputError(f"steps must be an integer in 1..{n - 1} for {n} classes (the first step needs two classes "
-                             f"to learn anything), got {steps!r}.")
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= steps <= n:
+            raise InputError(f"steps must be an integer in 1..{n} for {n} classes (one class per step at most), "
+                             f"got {steps!r}.")
         if order is None: order = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed))).tolist()
         else:
             order = [int(c) for c in order]
@@ -231,7 +231,7 @@ def _check_set(s, what:str, like:DistilledSet|None=None):
 def continual_run(dset:DistilledSet, # The distilled set: the memory ('distilled') and GDumb's default stream
                   test:DistilledSet, # The real test set (every class)
                   teacher=None, # The teacher (`nn.Module` or a list), or None/'stored' for the set's stored soft labels
-                  steps:int=5, # Tasks of the protocol (1 .. classes-1)
+                  steps:int=5, # Tasks of the protocol (1 .. classes)
                   losses='gift', # A loss name of the registry or a list of them
                   arch='convnet3', # A student name, or an `nn.Module` (its weights start every step)
                   epochs:int=100, repeats:int=1,
@@ -305,10 +305,14 @@ def continual_run(dset:DistilledSet, # The distilled set: the memory ('distilled
             if prog is not None:
                 step_cbs.append(_RichEpochs(*prog))
                 prog[0].update(prog[1], description=f"{row['loss']} r{r} step {row['step']}/{steps}")
-            res = evaluate_distilled(mem, tst, copy.deepcopy(templates[r]), loss=row['loss'], teacher=teacher, epochs=epochs,
-                                     repeats=1, opt=opt, lr=lr, wd=wd, seed=row['seed'], eval_every=eval_every or epochs,
-                                     cbs=step_cbs, dls_kwargs=dict(empty_ok=True), **kwargs)
-            run = res['runs'][0]
+            if len(seen) == 1:  # one class seen: the only prediction the mask allows is right; nothing to train
+                run = dict(final_acc=1.0, best_acc=1.0, seconds=0.0)
+                if prog is not None: prog[0].advance(prog[1], epochs)
+            else:
+                res = evaluate_distilled(mem, tst, copy.deepcopy(templates[r]), loss=row['loss'], teacher=teacher, epochs=epochs,
+                                         repeats=1, opt=opt, lr=lr, wd=wd, seed=row['seed'], eval_every=eval_every or epochs,
+                                         cbs=step_cbs, dls_kwargs=dict(empty_ok=True), **kwargs)
+                run = res['runs'][0]
             row = dict(row, classes_seen=len(seen), memory_size=len(mem), n_test=len(tst), acc=run['final_acc'],
                        best_acc=run['best_acc'], seconds=round(run['seconds'], 2), device=dev,
                        finished=time.strftime('%Y-%m-%dT%H:%M:%S'), **vers)

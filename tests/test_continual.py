@@ -92,7 +92,7 @@ def test_bad_input_fails_early_with_one_line(files, tmp_path, capsys):
            (['--budget', '5'], '--memory gdumb only'),
            (['--stream', files['data']], '--memory gdumb only'),
            (['--memory', 'gdumb', '--budget', '0'], '--budget must be >= 1'),
-           (['--steps', '4'], 'steps must be an integer in 1..3'),
+           (['--steps', '5'], 'steps must be an integer in 1..4'),
            (['--steps', '0'], '--steps must be >= 1'),
            (['--epochs', '0'], '--epochs must be >= 1'),
            (['--repeats', '0'], '--repeats must be >= 1'),
