@@ -10,13 +10,13 @@ __all__ = ['AXES', 'AXIS_DEFAULTS', 'DEFAULT_GAMMA', 'PRESETS', 'KEY', 'COLUMNS'
            'plot_grid', 'run_grid', 'ablate_parser', 'gift_ablate', 'gift_ablate_main']
 
 # %% ../nbs/12_experiments.ipynb #0b9bbffc
-import argparse, csv, io, itertools, json, math, sys, time
+import argparse, csv, io, itertools, math, sys, time
 from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
 from .core import InputError, check_choice
-from .data import DistilledSet, _atomic_write
+from .data import _atomic_write
 from .losses import loss_registry
 from .learner import OPTIMIZERS, default_lr, evaluate_distilled
 from .callbacks import Refine
@@ -365,7 +365,6 @@ def run_grid(cells:list, # Cells from `expand_grid`
         task = prog.add_task("epochs", total=epochs * len(todo))
     try:
         for row in todo:
-            label, _ = _set_label(row['data'])
             dset = sets[(row['data'], row['ipc'])]
             kw, cbs = {}, []
             if row['loss'] == 'gift': kw = dict(refine=row['refine'] == 'on', **({} if row['gamma'] is None else dict(gamma=row['gamma'])))
