@@ -13,7 +13,7 @@ STAMP  := $(VENV)/.installed-$(HASH)
 export PIP_CONSTRAINT := $(abspath constraints.txt)
 export NO_ALBUMENTATIONS_UPDATE := 1
 
-.PHONY: install export test check lock clean demo
+.PHONY: install export test check lock clean demo docs docs-check nbs
 
 install: $(STAMP)
 
@@ -27,9 +27,26 @@ $(STAMP):
 demo: $(STAMP)
 	$(BIN)/gift-eval --out demo-results
 
-# Write gift_fastai/ from the notebooks (the notebooks are the source).
+# Write gift_fastai/ and README.md from the notebooks (the notebooks are the source; README.md is nbs/index.ipynb).
 export: $(STAMP)
 	$(BIN)/nbdev-export
+	$(BIN)/python tools/build_docs.py readme
+
+# Run notebooks in a Jupyter kernel and save their outputs, which the docs show (NBS=nbs/05_data.ipynb for one).
+NBS ?= nbs/*.ipynb
+nbs: $(STAMP)
+	$(BIN)/python tools/run_nbs.py $(NBS)
+	$(BIN)/nbdev-clean
+
+# The documentation site, offline, into _docs/ (nbdev's processed notebooks rendered by Sphinx + MyST-NB; see README).
+docs: export PYTHONWARNINGS := ignore:`torch.jit.script` is deprecated:FutureWarning,ignore:The 'mode.chained_assignment' option is deprecated:Warning
+docs: $(STAMP)
+	$(BIN)/python tools/build_docs.py
+
+# The built site in headless Chromium (Debian's chromium, driven by Playwright): pages, links, images, signatures, math,
+# search; screenshots in _docs/screenshots/.
+docs-check: docs
+	$(BIN)/python -m pytest -p no:cacheprovider docs/test_site.py
 
 # Every notebook under nbdev-test, then the pytest suite. Only the two import-time warnings
 # named in the environment notes are filtered (here for the notebooks, in pyproject.toml for pytest).
@@ -42,12 +59,13 @@ test: $(STAMP)
 check: $(STAMP)
 	$(BIN)/nbdev-export
 	$(BIN)/nbdev-clean
-	@if [ -n "$$(git status --porcelain -- gift_fastai nbs)" ]; then git status --short -- gift_fastai nbs; \
-	  echo "gift_fastai/ or nbs/ is out of sync with the notebooks: run 'make export' and 'nbdev-clean', then commit."; exit 1; fi
+	$(BIN)/python tools/build_docs.py readme
+	@if [ -n "$$(git status --porcelain -- gift_fastai nbs README.md)" ]; then git status --short -- gift_fastai nbs README.md; \
+	  echo "gift_fastai/, nbs/ or README.md is out of sync with the notebooks: run 'make export' and 'nbdev-clean', then commit."; exit 1; fi
 
 # Re-pin constraints.txt from the current environment (after a deliberate upgrade).
 lock: $(STAMP)
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^gift-fastai' > constraints.txt
 
 clean:
-	rm -rf $(VENV) _proc _docs .pytest_cache
+	rm -rf $(VENV) _proc _docs _docs_src .pytest_cache

@@ -19,8 +19,12 @@ from .core import Registry, InputError, InputTypeError, check_choice, check_tens
 class AugOp:
     "One augmentation: `sample` draws per-sample parameters for a batch, `apply` applies them (differentiable in `x`)."
     name = 'op'
-    def sample(self, x:torch.Tensor, g:torch.Generator) -> dict: return {}
-    def apply(self, x:torch.Tensor, p:dict) -> torch.Tensor: raise NotImplementedError
+    def sample(self, x:torch.Tensor, g:torch.Generator) -> dict:
+        "Draw this op's parameters for the batch `x` [B,C,H,W] from the generator `g` (one per sample)."
+        return {}
+    def apply(self, x:torch.Tensor, p:dict) -> torch.Tensor:
+        "Apply the op to `x` with the parameters `p` from `sample` (the same `p` for a Siamese pair)."
+        raise NotImplementedError
     def __call__(self, x, g): return self.apply(x, self.sample(x, g))
     def __repr__(self):
         args = ', '.join(f'{k}={v!r}' for k, v in vars(self).items() if not k.startswith('_'))

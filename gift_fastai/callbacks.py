@@ -97,7 +97,9 @@ class TeacherRelabel(Callback):
         self.check, self._checked, self._mixes = check, not check, []
 
     @property
-    def stored(self) -> bool: return not len(self.teachers)
+    def stored(self) -> bool:
+        "True when the soft labels are the set's stored ones (`TeacherRelabel('stored')`), not a teacher's."
+        return not len(self.teachers)
 
     def before_fit(self):
         self._checked = not self.check

@@ -126,6 +126,7 @@ class _RichEpochs:
         return RichEpochs()
 
 def eval_parser() -> argparse.ArgumentParser:
+    "The argument parser of `gift-eval` (its `--help` is the reference of every option)."
     p = argparse.ArgumentParser(prog='gift-eval', description="Train students on a distilled set with soft-label losses "
         "(the teacher relabels every augmented batch) and report test accuracy. With no arguments: the embedded "
         "Fashion-MNIST RDED set (IPC 10), GIFT vs KL.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -221,10 +222,13 @@ def _gift_eval(args) -> int:
     console.print(f"wrote {out / 'results.csv'}, {out / 'results.json'}, {out / 'results.png'} in {time.time() - t0:.0f} s")
     return 0
 
-def gift_eval_main(): sys.exit(gift_eval())
+def gift_eval_main():
+    "Entry point of the `gift-eval` console script: `gift_eval` with the process's arguments, its code as exit status."
+    sys.exit(gift_eval())
 
 # %% ../nbs/11_cli.ipynb #c083141b
 def distill_parser() -> argparse.ArgumentParser:
+    "The argument parser of `gift-distill`."
     p = argparse.ArgumentParser(prog='gift-distill', description="Make a distilled set from a real training set: RDED "
         "(teacher-scored crops) or a random subset.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     a = p.add_argument
@@ -277,4 +281,6 @@ def _gift_distill(args) -> int:
     console.print(f"{dset} -> {out}{' and ' + args.folder if args.folder else ''} in {time.time() - t0:.1f} s")
     return 0
 
-def gift_distill_main(): sys.exit(gift_distill())
+def gift_distill_main():
+    "Entry point of the `gift-distill` console script."
+    sys.exit(gift_distill())

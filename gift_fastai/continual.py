@@ -376,6 +376,7 @@ def plot_continual(summary:pd.DataFrame, path, # The PNG file to write
 
 # %% ../nbs/14_continual.ipynb #891afcc7
 def continual_parser() -> argparse.ArgumentParser:
+    "The argument parser of `gift-continual`."
     p = argparse.ArgumentParser(prog='gift-continual', description="Class-incremental learning on a distilled set (the paper's "
         "Fig. 2): the classes in a seeded order split into steps; at every step a fresh student, from the same initial weights, "
         "trained on the memory only (the distilled images of the seen classes, or GDumb's class-balanced memory) with the "
@@ -464,4 +465,6 @@ def _gift_continual(args) -> int:
     console.print(f"wrote {out / 'results.csv'}, {png} in {time.time() - t0:.0f} s")
     return 0
 
-def gift_continual_main(): sys.exit(gift_continual())
+def gift_continual_main():
+    "Entry point of the `gift-continual` console script."
+    sys.exit(gift_continual())

@@ -79,7 +79,9 @@ class Registry:
     def __len__(self): return len(self._entries)
     def __iter__(self): return iter(self._entries.values())
     @property
-    def names(self) -> list: return list(self._entries)
+    def names(self) -> list:
+        "The registered names, in registration order."
+        return list(self._entries)
 
     def __getitem__(self, name) -> RegistryEntry:
         return self._entries[check_choice(name, self.names, self.family)]
@@ -100,6 +102,13 @@ class Registry:
         import pandas as pd
         return pd.DataFrame([dict(name=e.name, summary=e.summary, defaults=e.defaults(self.common), formula=e.formula,
                                   source=e.source) for e in self]).set_index('name')
+
+    def formula_table(self) -> str:
+        "A markdown table of the entries' formulas and sources (math renders in the docs and in Jupyter via `Markdown`)."
+        def row(e):  # a bare `|` would end the table cell: the norm bars become `\Vert`
+            f = e.formula.replace('\\|', '\\Vert ').replace('|', '\\vert ') if e.formula else ''
+            return f"| `{e.name}` | {f} | {e.source} |"
+        return '\n'.join([f'| {self.family} | formula | source |', '|---|---|---|', *map(row, self)])
 
     def __repr__(self): return f"Registry({self.family!r}: {', '.join(self.names)})"
 

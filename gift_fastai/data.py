@@ -34,6 +34,7 @@ class TensorSoftLabel(TensorBase):
 class SoftLabelSummary(str):
     "The top classes of a soft label as text; `show` adds it below the title of a plot."
     def show(self, ctx=None, **kwargs):
+        "Print the summary, or add it below the title of the plot `ctx`."
         if ctx is None: print(self); return ctx
         title = ctx.get_title()
         ctx.set_title(f"{title}\n{self}" if title else str(self), fontsize=8)
@@ -144,12 +145,14 @@ class DistilledSet:
                              f"(already normalised? undo it: x*std + mean).")
         return cls((images.clamp(0, 1) * 255).round().to(torch.uint8), labels, **kwargs)
 
-    n_classes = property(lambda self: len(self.classes))
-    shape = property(lambda self: tuple(self.images.shape[1:]))
+    n_classes = property(lambda self: len(self.classes), doc="Number of classes C (`len(classes)`).")
+    shape = property(lambda self: tuple(self.images.shape[1:]), doc="Shape of one image: (channels, height, width).")
     def __len__(self): return len(self.images)
 
     @property
-    def class_counts(self) -> torch.Tensor: return torch.bincount(self.labels, minlength=self.n_classes)
+    def class_counts(self) -> torch.Tensor:
+        "Number of images of each class [C]."
+        return torch.bincount(self.labels, minlength=self.n_classes)
 
     @property
     def stats(self):

@@ -133,7 +133,9 @@ def _short(v) -> str:
 KEY = AXES + ('epochs', 'repeat', 'seed', 'teacher', 'test')
 COLUMNS = KEY + ('n_train', 'final_acc', 'best_acc', 'seconds', 'device', 'torch', 'fastai', 'gift_fastai', 'finished')
 
-def run_key(row:dict) -> tuple: return tuple(_fmt(row.get(k)) if not isinstance(row.get(k), str) else row[k] for k in KEY)
+def run_key(row:dict) -> tuple:
+    "The identity of a run in `results.csv`: its `KEY` columns as text (what resuming compares)."
+    return tuple(_fmt(row.get(k)) if not isinstance(row.get(k), str) else row[k] for k in KEY)
 
 def read_results(path) -> list:
     "The rows of a results file as dicts of strings ([] when it does not exist); refuses a file with other columns."
@@ -392,6 +394,7 @@ _AXIS_HELP = dict(
     lr="learning rates (default: the optimizer's preset: adamw/adam 1e-3, sgd 0.1)", wd="weight decays (default 1e-4)")
 
 def ablate_parser() -> argparse.ArgumentParser:
+    "The argument parser of `gift-ablate`."
     p = argparse.ArgumentParser(prog='gift-ablate', description="Run a grid of GIFT ablations (losses, refinement, gamma, "
         "optimizers, architectures, sets), resumable, with a summary table and plots. With no arguments: GIFT vs KL on the "
         "embedded set.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -448,4 +451,6 @@ def _gift_ablate(args) -> int:
     console.print(f"wrote {out / 'results.csv'}, {out / 'summary.csv'}, {', '.join(str(f) for f in files)} in {time.time() - t0:.0f} s")
     return 0
 
-def gift_ablate_main(): sys.exit(gift_ablate())
+def gift_ablate_main():
+    "Entry point of the `gift-ablate` console script."
+    sys.exit(gift_ablate())

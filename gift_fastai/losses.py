@@ -105,8 +105,12 @@ class SoftLabelLoss(nn.Module):
             if isinstance(m, SoftLabelLoss): m.epoch = epoch
 
     # -- fastai
-    def activation(self, x): return F.softmax(x, dim=-1)
-    def decodes(self, x): return x.argmax(dim=-1)
+    def activation(self, x):
+        "Class probabilities from logits (fastai's `get_preds(with_decoded=...)` uses it)."
+        return F.softmax(x, dim=-1)
+    def decodes(self, x):
+        "The predicted class: the argmax of the logits (fastai's `predict` uses it)."
+        return x.argmax(dim=-1)
 
     def validate(self, pred, *yb):
         "Check `(pred, y_hard, y_soft)` and return them as (float logits, int64 labels, float soft labels or None)."

@@ -250,7 +250,9 @@ class TeacherReport:
     messages: list = field(default_factory=list) # What was warned about, in full
 
     @property
-    def ok(self) -> bool: return not self.problems
+    def ok(self) -> bool:
+        "True when no problem was found."
+        return not self.problems
 
     def mapping(self) -> dict:
         "Data class name -> teacher class name (or output index) for the classes the reordering moves."
