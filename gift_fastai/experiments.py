@@ -237,8 +237,8 @@ def _plt():
     return plt
 
 def _save(fig, path):
-    if not fig.get_constrained_layout(): fig.tight_layout()
-    _atomic_write(path, lambda tmp: fig.savefig(tmp, format='png', dpi=110)); _plt().close(fig)
+    # bbox_inches='tight' fits the labels of any grid; tight_layout warns where the figure is too narrow for them
+    _atomic_write(path, lambda tmp: fig.savefig(tmp, format='png', dpi=110, bbox_inches='tight')); _plt().close(fig)
     return Path(path)
 
 def _bars(summary, x_axis, hue, metric, path, title):

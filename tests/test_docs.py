@@ -53,3 +53,71 @@ def test_modules_found():
 def test_every_exported_name_is_documented():
     missing = undocumented()
     assert not missing, f'{len(missing)} exported names without documentation:\n' + '\n'.join(missing)
+
+
+# The offline site builder (tools/build_docs.py) and its Sphinx extensions (docs/_ext): the pieces, on hand-made inputs.
+import sys
+sys.path[:0] = [str(ROOT / 'tools'), str(ROOT / 'docs' / '_ext')]
+import pytest
+import build_docs as bd
+from anchors import pandoc_id
+
+SITE = 'https://gift-fastai.github.io/gift-fastai/'
+
+def test_page_names_follow_nbdev():
+    assert bd.page_name('01_losses.ipynb', {}) == 'losses'
+    assert bd.page_name('index.ipynb', {}) == 'index'
+    assert bd.page_name('20_tutorial_evaluate.ipynb', {}) == 'tutorial_evaluate'
+    assert bd.page_name('05_data.ipynb', {'output-file': 'data-api.html'}) == 'data-api'
+
+def test_links_become_relative():
+    md = (f'[`get_loss`]({SITE}losses.html#get_loss), [the data page](05_data.ipynb), '
+          f'[a section](./06_callbacks.ipynb#refine) and [fastai](https://docs.fast.ai/learner.html#learner)')
+    assert bd.fix_links(md, SITE, {'05_data.ipynb': 'data', '06_callbacks.ipynb': 'callbacks'}) == (
+        '[`get_loss`](losses.html#get_loss), [the data page](data.html), '
+        '[a section](./callbacks.html#refine) and [fastai](https://docs.fast.ai/learner.html#learner)')
+
+def test_show_doc_markdown_is_cleaned():
+    md = ('---\n\n[source](https://github.com/x/y.py#L3){target="_blank" style="float:right; font-size:smaller"}\n\n'
+          '### GIFTLoss\n\n```python\ndef GIFTLoss(\n    gamma:float=0.1, # weight\n)->__main__.SoftLabelLoss:\n```\n\n'
+          '### get_loss\n\n```python\ndef get_loss(\n    name, **kwargs\n)->__main__.SoftLabelLoss:\n```')
+    assert bd.clean_show_doc(md) == (
+        '[source](https://github.com/x/y.py#L3){.doc-source}\n\n'
+        '### GIFTLoss\n\n```python\nclass GIFTLoss(\n    gamma:float=0.1, # weight\n):\n```\n\n'
+        '### get_loss\n\n```python\ndef get_loss(\n    name, **kwargs\n)->SoftLabelLoss:\n```')
+
+def test_quarto_directives_become_tags():
+    cell = lambda src: dict(cell_type='code', metadata={}, source=src, outputs=[], execution_count=1)
+    assert bd.stage_cell(cell('#| include: false\nx = 1'), SITE, {}) is None
+    c = bd.stage_cell(cell('#| echo: false\nplot()'), SITE, {})
+    assert (c['source'], c['metadata']['tags']) == ('plot()', ['remove-input'])
+    sd = cell('#| echo: false\n#| output: asis\nshow_doc(f)')
+    sd['outputs'] = [dict(output_type='execute_result', data={'text/markdown': '---\n\n### f\n\nSee [`g`](' + SITE + 'core.html#g)'})]
+    assert bd.stage_cell(sd, SITE, {}) == dict(cell_type='markdown', metadata={}, source='### f\n\nSee [`g`](core.html#g)')
+
+def test_pandoc_ids():  # Quarto's ids, which nbdev's links point at
+    assert [pandoc_id(t) for t in ['get_loss', 'AugOp.apply', 'The registry', "GIFT's label refinement"]] == \
+           ['get_loss', 'augop.apply', 'the-registry', 'gifts-label-refinement']
+
+def test_sidebar_must_list_every_notebook(tmp_path, monkeypatch):
+    sections = bd.sidebar(ROOT / 'nbs' / 'sidebar.yml')
+    bd.check_sidebar(sections)  # the committed one is complete
+    with pytest.raises(SystemExit, match=r"notebooks missing from nbs/sidebar.yml.*01_losses.ipynb"):
+        bd.check_sidebar([(t, [n for n in nbs if n != '01_losses.ipynb']) for t, nbs in sections])
+    with pytest.raises(SystemExit, match=r"lists notebooks that do not exist: \['99_nope.ipynb'\]"):
+        bd.check_sidebar(sections + [('More', ['99_nope.ipynb'])])
+
+def test_math_renders_to_mathml():
+    from latex2mathml.converter import convert
+    m = convert(r'1 - \cos(z, \gamma\hat s + (1-\gamma)\hat t)')
+    assert m.startswith('<math') and '<mover' in m and '&#x003B3;' in m  # γ with hats, not TeX text
+
+def test_saved_outputs_hold_no_machine_paths():
+    "The notebooks' committed outputs are the docs: nothing of the machine that ran them (`make nbs` keeps them clean)."
+    bad = []
+    for nb in sorted((ROOT / 'nbs').glob('*.ipynb')):
+        for i, c in enumerate(json.loads(nb.read_text())['cells']):
+            for o in c.get('outputs', []):
+                text = json.dumps(o)
+                if any(s in text for s in (str(ROOT), '/site-packages/', '/tmp/', '/root/', '/home/')): bad.append(f'{nb.name} cell {i}')
+    assert not bad, f'outputs with machine paths (re-run them with `make nbs NBS=...`): {bad}'

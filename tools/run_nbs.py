@@ -5,7 +5,7 @@ notebook run it here, then `nbdev-clean`. A real kernel (nbclient), not nbdev-te
 what is saved is what a Jupyter user sees: fastai's HTML progress tables, plots as PNG.
 
 Usage: python tools/run_nbs.py [NOTEBOOK ...]   (default: every notebook in nbs/)"""
-import os, sys, time
+import os, re, sys, time
 from pathlib import Path
 
 import nbformat
@@ -17,6 +17,9 @@ def run(nb_path:Path, timeout:int=900) -> float:
     t0 = time.time()
     nb = nbformat.read(nb_path, as_version=4)
     NotebookClient(nb, timeout=timeout, kernel_name='python3', resources={'metadata': {'path': str(nb_path.parent)}}).execute()
+    for c in nb.cells:  # a warning raised by a cell names the kernel's temporary file of that cell: keep only the line
+        for o in c.get('outputs', []):
+            if o.get('output_type') == 'stream': o['text'] = re.sub(r'/tmp/ipykernel_\d+/\d+\.py:(\d+)', r'<cell>:\1', o['text'])
     nbformat.write(nb, nb_path)
     return time.time() - t0
 
