@@ -6,8 +6,8 @@ Docs: https://gift-fastai.github.io/gift-fastai/cli.html.md"""
 
 # %% auto #0
 __all__ = ['ASSETS', 'asset_path', 'load_default', 'load_set', 'first_per_class', 'summarise', 'write_results', 'bar_chart',
-           'results_table', 'eval_parser', 'gift_eval', 'gift_eval_main', 'distill_parser', 'gift_distill',
-           'gift_distill_main']
+           'results_table', 'HelpFormatter', 'eval_parser', 'gift_eval', 'gift_eval_main', 'distill_parser',
+           'gift_distill', 'gift_distill_main']
 
 # %% ../nbs/11_cli.ipynb #893443ea
 import argparse, csv, json, os, sys, time, datetime
@@ -38,12 +38,15 @@ def load_default() -> tuple:
     dset = DistilledSet.load(asset_path('data'))
     return dset, load_teacher(asset_path('teacher'), classes=dset.classes, shape=dset.shape), DistilledSet.load(asset_path('test'))
 
-def load_set(spec, what:str='--data') -> DistilledSet:
+def load_set(spec, what:str='--data',
+             classes=None, # Names for the class numbers of an RDED folder or a `data.pt` (which store none), e.g. the teacher's
+             channels:int|None=None # Read an RDED folder's images with this many channels (1: grey), e.g. the teacher's
+            ) -> DistilledSet:
     "A `DistilledSet` from a set file, an RDED-style folder, GIFT's `data.pt`, or (for test sets) a dataset name's test split."
     p = Path(str(spec))
-    if p.is_dir(): return from_rded_folder(p)
+    if p.is_dir(): return from_rded_folder(p, classes=classes, mode='L' if channels == 1 else 'RGB')
     if p.is_file():
-        if p.suffix == '.pt': return from_gift_pt(p)
+        if p.suffix == '.pt': return from_gift_pt(p, classes=classes)
         return DistilledSet.load(p)
     try: from gift_fastai import datasets
     except ImportError: datasets = None
@@ -125,11 +128,17 @@ class _RichEpochs:
             def after_epoch(self): progress.advance(task)
         return RichEpochs()
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    "argparse's defaults in the help, but not where the help already states the default or there is none to state."
+    def _get_help_string(self, action):
+        h = action.help or ''
+        return h if action.default is None or 'default' in h.lower() else super()._get_help_string(action)
+
 def eval_parser() -> argparse.ArgumentParser:
     "The argument parser of `gift-eval` (its `--help` is the reference of every option)."
     p = argparse.ArgumentParser(prog='gift-eval', description="Train students on a distilled set with soft-label losses "
         "(the teacher relabels every augmented batch) and report test accuracy. With no arguments: the embedded "
-        "Fashion-MNIST RDED set (IPC 10), GIFT vs KL.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        "Fashion-MNIST RDED set (IPC 10), GIFT vs KL.", formatter_class=HelpFormatter)
     a = p.add_argument
     a('--data', default=None, help="distilled set: a set file (.safetensors), an RDED folder, or GIFT's data.pt (default: the embedded set)")
     a('--teacher', default=None, help="teacher file written by save_teacher (default: the embedded teacher)")
@@ -155,10 +164,12 @@ def _load_inputs(data, test, teacher, # Paths (or a dataset name for `test`); No
     "Load and check a command's distilled set, real test set and teacher: one class list, the teacher's stats on the set."
     from gift_fastai.teachers import load_teacher
     from gift_fastai.models import create_student
-    dset = load_set(data if data is not None else asset_path('data'), '--data')
-    if ipc is not None: dset = first_per_class(dset, ipc)
-    tst = load_set(test if test is not None else asset_path('test'), '--test')
     tpath = Path(teacher) if teacher is not None else asset_path('teacher')
+    tmeta = load_teacher(tpath).teacher_meta  # RDED folders and data.pt have class numbers only: they are the teacher's classes
+    hint = dict(classes=tmeta['classes'], channels=tmeta['shape'][0])
+    dset = load_set(data if data is not None else asset_path('data'), '--data', **hint)
+    if ipc is not None: dset = first_per_class(dset, ipc)
+    tst = load_set(test if test is not None else asset_path('test'), '--test', **hint)
     t = load_teacher(tpath, classes=dset.classes, shape=dset.shape)
     if tst.classes != dset.classes:
         raise InputError(f"--test has classes {tst.classes[:3]}... but --data {dset.classes[:3]}...: both must use one class list in one order.")
@@ -230,7 +241,7 @@ def gift_eval_main():
 def distill_parser() -> argparse.ArgumentParser:
     "The argument parser of `gift-distill`."
     p = argparse.ArgumentParser(prog='gift-distill', description="Make a distilled set from a real training set: RDED "
-        "(teacher-scored crops) or a random subset.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        "(teacher-scored crops) or a random subset.", formatter_class=HelpFormatter)
     a = p.add_argument
     a('--data', required=True, help="real training set: a dataset name of get_dataset (its train split) or a set file")
     a('--method', default='rded', choices=['rded', 'random'], help="distillation method")

@@ -26,7 +26,7 @@ from .models import create_student
 from .callbacks import TeacherRelabel
 from .learner import OPTIMIZERS, default_lr, evaluate_distilled
 from .experiments import _fmt, _plt, _save, _versions
-from .cli import load_set, _load_inputs, _RichEpochs, _fail
+from .cli import load_set, _load_inputs, HelpFormatter, _RichEpochs, _fail
 
 # %% ../nbs/14_continual.ipynb #0ae20eed
 def _int(v, what:str, lo:int=1) -> int:
@@ -382,7 +382,7 @@ def continual_parser() -> argparse.ArgumentParser:
         "trained on the memory only (the distilled images of the seen classes, or GDumb's class-balanced memory) with the "
         "teacher relabelling every augmented batch, and tested on the seen classes' test images, its predictions restricted to "
         "them. Resumable: re-running with the same --out starts at the first unfinished step. With no arguments: the embedded "
-        "Fashion-MNIST set, 5 steps, GIFT vs KL.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        "Fashion-MNIST set, 5 steps, GIFT vs KL.", formatter_class=HelpFormatter)
     a = p.add_argument
     a('--data', default=None, help="distilled set: a set file, an RDED folder or GIFT's data.pt (default: the embedded set)")
     a('--teacher', default=None, help="teacher file written by save_teacher (default: the embedded teacher)")

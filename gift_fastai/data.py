@@ -403,7 +403,8 @@ class _Triplets:
         from fastai.data.transforms import Category
         x, *ys = o
         dec = [Category(self.classes[int(ys[0])])] if ys else []
-        if len(ys) > 1: dec.append(SoftLabelSummary(_top_classes(ys[1], self.classes)))
+        # stored soft labels are teacher logits; without them the slot holds the one-hot class: probabilities already
+        if len(ys) > 1: dec.append(SoftLabelSummary(_top_classes(ys[1], self.classes, soft='logits' if self.dset.soft is not None else 'probs')))
         return (x, *dec)
 
 class DistilledDL(TfmdDL):

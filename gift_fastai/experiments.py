@@ -20,7 +20,7 @@ from .data import _atomic_write
 from .losses import loss_registry
 from .learner import OPTIMIZERS, default_lr, evaluate_distilled
 from .callbacks import Refine
-from .cli import asset_path, load_set, first_per_class, _RichEpochs, _fail
+from .cli import asset_path, load_set, first_per_class, HelpFormatter, _RichEpochs, _fail
 
 # %% ../nbs/12_experiments.ipynb #b7b187fa
 AXES = ('data', 'ipc', 'arch', 'loss', 'refine', 'gamma', 'opt', 'lr', 'wd')
@@ -397,7 +397,7 @@ def ablate_parser() -> argparse.ArgumentParser:
     "The argument parser of `gift-ablate`."
     p = argparse.ArgumentParser(prog='gift-ablate', description="Run a grid of GIFT ablations (losses, refinement, gamma, "
         "optimizers, architectures, sets), resumable, with a summary table and plots. With no arguments: GIFT vs KL on the "
-        "embedded set.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        "embedded set.", formatter_class=HelpFormatter)
     a = p.add_argument
     for ax in AXES: a(f'--{ax}', default=None, help=f"comma list of {_AXIS_HELP[ax]}")
     a('--preset', default=None, choices=list(PRESETS), help="one of the paper's studies; axes given too replace or extend it")

@@ -161,3 +161,38 @@ def test_gift_eval_default_runs(tmp_path):
     assert gift_eval(['--epochs', '1', '--repeats', '1', '--out', str(tmp_path)]) == 0
     res = json.loads((tmp_path / 'results.json').read_text())
     assert [s['loss'] for s in res['summary']] == ['gift', 'kl'] and res['config']['n_test'] == 2000
+
+
+def test_gift_eval_reads_rded_folders_and_data_pt_with_a_named_teacher(tmp_path, capsys):
+    "RDED folders and data.pt store class numbers only: they are the teacher's classes (and a grey teacher reads grey images)."
+    from PIL import Image
+    from gift_fastai.cli import load_default, asset_path, first_per_class
+    dset, teacher, test = load_default()
+    small = first_per_class(dset, 2)
+    for i, (x, y) in enumerate(zip(small.images, small.labels)):  # RDED's layout: {class:05d}/*.png, grey like the teacher
+        d = tmp_path / 'rded' / f'{int(y):05d}'; d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(x[0].numpy(), mode='L').save(d / f'{i}.png')
+    torch.save(dict(data=small.images.float() / 255, label=small.labels), tmp_path / 'data.pt')
+    first_per_class(test, 5).save(tmp_path / 'test.safetensors')
+    for data in [tmp_path / 'rded', tmp_path / 'data.pt']:
+        out = tmp_path / f'out-{data.name}'
+        rc = gift_eval(['--data', str(data), '--test', str(tmp_path / 'test.safetensors'), '--teacher', str(asset_path('teacher')),
+                        '--loss', 'gift', '--epochs', '1', '--repeats', '1', '--out', str(out)])
+        assert rc == 0, capsys.readouterr().err
+        cfg = json.loads((out / 'results.json').read_text())['config']
+        assert (cfg['n_train'], cfg['classes']) == (20, dset.classes)
+    # a folder that lacks a class of the teacher is refused, with the counts
+    (tmp_path / 'rded' / '00009').rename(tmp_path / 'nine')
+    assert gift_eval(['--data', str(tmp_path / 'rded'), '--teacher', str(asset_path('teacher')), '--epochs', '1', '--out', str(tmp_path / 'x')]) == 2
+    assert '10 class names given but' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('parser', ['gift_fastai.cli:eval_parser', 'gift_fastai.cli:distill_parser',
+                                    'gift_fastai.experiments:ablate_parser', 'gift_fastai.continual:continual_parser'])
+def test_help_states_each_default_once(parser):
+    import importlib, re
+    mod, fn = parser.split(':')
+    text = ' '.join(getattr(importlib.import_module(mod), fn)().format_help().split())  # argparse wraps lines
+    helps = re.split(r'\s--?[\w-]+(?: [A-Z_]+)?\s', text)
+    assert not [h for h in helps if h.count('(default') > 1], [h for h in helps if h.count('(default') > 1]
+    assert '(default: None)' not in text and '(default: 100)' in text or fn != 'eval_parser'

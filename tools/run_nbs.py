@@ -5,7 +5,7 @@ notebook run it here, then `nbdev-clean`. A real kernel (nbclient), not nbdev-te
 what is saved is what a Jupyter user sees: fastai's HTML progress tables, plots as PNG.
 
 Usage: python tools/run_nbs.py [NOTEBOOK ...]   (default: every notebook in nbs/)"""
-import os, re, sys, time
+import os, re, sys, time, uuid
 from pathlib import Path
 
 import nbformat
@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def run(nb_path:Path, timeout:int=900) -> float:
     t0 = time.time()
     nb = nbformat.read(nb_path, as_version=4)
+    for c in nb.cells: c.setdefault('id', uuid.uuid4().hex[:8])  # cells added by hand may lack the id nbformat 4.5 wants
     NotebookClient(nb, timeout=timeout, kernel_name='python3', resources={'metadata': {'path': str(nb_path.parent)}}).execute()
     for c in nb.cells:  # a warning raised by a cell names the kernel's temporary file of that cell: keep only the line
         for o in c.get('outputs', []):
