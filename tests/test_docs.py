@@ -121,3 +121,15 @@ def test_saved_outputs_hold_no_machine_paths():
                 text = json.dumps(o)
                 if any(s in text for s in (str(ROOT), '/site-packages/', '/tmp/', '/root/', '/home/')): bad.append(f'{nb.name} cell {i}')
     assert not bad, f'outputs with machine paths (re-run them with `make nbs NBS=...`): {bad}'
+
+def test_readme_gets_markdown_tables():
+    html = '```html\n<div><table class="x"><thead><tr><th>epoch</th><th>acc</th></tr></thead>\n<tbody><tr><td>0</td><td>0.5</td></tr>' \
+           '<tr><td>1</td><td><b>0.7</b></td></tr></tbody></table></div>\n```'
+    assert bd._html_tables_to_md(html) == '| epoch | acc |\n|---|---|\n| 0 | 0.5 |\n| 1 | 0.7 |'
+    assert bd._html_tables_to_md('plain *markdown*') == 'plain *markdown*'
+
+def test_readme_is_index_notebook():
+    "README.md is what `make export` writes from nbs/index.ipynb (make check fails on a stale one too)."
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        assert bd.readme(out=Path(d) / 'README.md') == (ROOT / 'README.md').read_text()

@@ -146,6 +146,16 @@ def stage(proc:Path=PROC, dest:Path=SRC) -> dict:
             shutil.copy2(f, dest / f.relative_to(NBS))
     return pages
 
+def _html_tables_to_md(md:str) -> str:
+    "A fenced html block holding a plain table (fastprogress's epoch table) as a markdown table; anything else unchanged."
+    m = re.fullmatch(r'```html\s*(.*?)\s*```', md, re.S)
+    if not m or '<table' not in m[1]: return md
+    rows = [[re.sub(r'<[^>]+>', '', c).strip() for c in re.findall(r'<t[hd][^>]*>(.*?)</t[hd]>', r, re.S)]
+            for r in re.findall(r'<tr[^>]*>(.*?)</tr>', m[1], re.S)]
+    rows = [r for r in rows if r]
+    if not rows: return md
+    return '\n'.join(['| ' + ' | '.join(rows[0]) + ' |', '|' + '---|' * len(rows[0])] + ['| ' + ' | '.join(r) + ' |' for r in rows[1:]])
+
 def readme(nb:Path=NBS / 'index.ipynb', out:Path=ROOT / 'README.md') -> str:
     "README.md from index.ipynb (what `nbdev-readme` does with Quarto): links to pages go to the published site."
     from nbdev.config import get_config
@@ -161,7 +171,9 @@ def readme(nb:Path=NBS / 'index.ipynb', out:Path=ROOT / 'README.md') -> str:
         elif c['cell_type'] == 'code' and src and not src.startswith('#|'):
             parts.append(f'```python\n{src}\n```')
             for o in c.get('outputs', []):
-                txt = _src(o.get('text', '')) if o.get('output_type') == 'stream' else _src(o.get('data', {}).get('text/plain', ''))
+                data = o.get('data', {})
+                if 'text/markdown' in data: parts.append(_html_tables_to_md(_src(data['text/markdown']).strip())); continue  # fastai's epochs
+                txt = _src(o.get('text', '')) if o.get('output_type') == 'stream' else _src(data.get('text/plain', ''))
                 if txt.strip() and not txt.lstrip().startswith('<'): parts.append(f'```text\n{txt.rstrip()}\n```')
     text = '<!-- WARNING: written from nbs/index.ipynb by `make export` (tools/build_docs.py readme); edit the notebook -->\n\n' + \
            '\n\n'.join(parts) + '\n'
