@@ -162,15 +162,15 @@ def _load_inputs(data, test, teacher, # Paths (or a dataset name for `test`); No
                  ipc=None, arch=None, device=None # Also cut the set to `ipc`, check that `arch` builds and `device` works
                 ) -> tuple: # (set, test set, teacher, teacher path)
     "Load and check a command's distilled set, real test set and teacher: one class list, the teacher's stats on the set."
-    from gift_fastai.teachers import load_teacher
+    from gift_fastai.teachers import load_teacher, check_teacher_meta
     from gift_fastai.models import create_student
     tpath = Path(teacher) if teacher is not None else asset_path('teacher')
-    tmeta = load_teacher(tpath).teacher_meta  # RDED folders and data.pt have class numbers only: they are the teacher's classes
-    hint = dict(classes=tmeta['classes'], channels=tmeta['shape'][0])
+    t = load_teacher(tpath)  # checked below, once the data is read: RDED folders and data.pt number their classes,
+    hint = dict(classes=t.teacher_meta['classes'], channels=t.teacher_meta['shape'][0])  # and those are the teacher's
     dset = load_set(data if data is not None else asset_path('data'), '--data', **hint)
     if ipc is not None: dset = first_per_class(dset, ipc)
     tst = load_set(test if test is not None else asset_path('test'), '--test', **hint)
-    t = load_teacher(tpath, classes=dset.classes, shape=dset.shape)
+    check_teacher_meta(t, classes=dset.classes, shape=dset.shape)
     if tst.classes != dset.classes:
         raise InputError(f"--test has classes {tst.classes[:3]}... but --data {dset.classes[:3]}...: both must use one class list in one order.")
     meta = getattr(t, 'teacher_meta', {}) or {}
