@@ -9,7 +9,7 @@ Builds nothing: it checks `_docs/` (or $GIFT_DOCS_DIR), served on 127.0.0.1, wit
 - math is rendered (MathML), not left as TeX;
 - search finds a name;
 - screenshots of the index and of the losses page are saved in `_docs/screenshots/` for review."""
-import functools, http.server, importlib, json, os, re, shutil, socketserver, sys, threading, urllib.parse
+import functools, http.server, importlib, os, re, shutil, socketserver, sys, threading, urllib.parse
 from pathlib import Path
 
 import pytest

@@ -52,13 +52,14 @@ def page_name(nb_name:str, fm:dict) -> str:
     "nbdev's page name: the front matter's `output-file`, else the file name without its number."
     return Path(fm.get('output-file') or re.sub(r'^\d+_', '', nb_name)).stem
 
+def nb_links(md:str, prefix:str='', pages:dict|None=None) -> str:
+    "Links to notebooks (`[x](05_data.ipynb#a)`) as links to their pages (`[x](<prefix>data.html#a)`)."
+    def page(m): return (pages or {}).get(m[2] + '.ipynb') or page_name(m[2], {})
+    return re.sub(r'(\]\((?:\./)?)([\w-]+)\.ipynb(#[^)\s]*)?\)', lambda m: f'{m[1]}{prefix}{page(m)}.html{m[3] or ""})', md)
+
 def fix_links(md:str, site:str, pages:dict) -> str:
     "Links to the published site and to notebooks become relative links to the built pages."
-    md = md.replace(site, '')
-    def nb_link(m):
-        page = pages.get(m[2] + '.ipynb') or re.sub(r'^\d+_', '', m[2])
-        return f'{m[1]}{page}.html{m[3] or ""})'
-    return re.sub(r'(\]\((?:\./)?)([\w-]+)\.ipynb(#[^)\s]*)?\)', nb_link, md)
+    return nb_links(md.replace(site, ''), '', pages)
 
 @functools.lru_cache(None)
 def library_classes() -> frozenset:
@@ -165,7 +166,7 @@ def readme(nb:Path=NBS / 'index.ipynb', out:Path=ROOT / 'README.md') -> str:
     for c in cells:
         src = _src(c['source']).strip('\n')
         if c['cell_type'] == 'markdown':
-            src = re.sub(r'(\]\((?:\./)?)([\w-]+)\.ipynb(#[^)\s]*)?\)', lambda m: f'{m[1]}{site}{page_name(m[2], {})}.html{m[3] or ""})', src)
+            src = nb_links(src, site)
             src = re.sub(r'(\]\()(images/)', r'\1nbs/\2', src)  # images live in nbs/
             parts.append(src)
         elif c['cell_type'] == 'code' and src and not src.startswith('#|'):
