@@ -13,7 +13,7 @@ STAMP  := $(VENV)/.installed-$(HASH)
 export PIP_CONSTRAINT := $(abspath constraints.txt)
 export NO_ALBUMENTATIONS_UPDATE := 1
 
-.PHONY: install export test check lock clean demo docs docs-check nbs
+.PHONY: install export test check lock clean demo docs docs-check nbs bench
 
 install: $(STAMP)
 
@@ -26,6 +26,21 @@ $(STAMP):
 # The main job: gift-eval on the embedded Fashion-MNIST RDED set, GIFT vs KL (a few minutes on 2 CPU cores).
 demo: $(STAMP)
 	$(BIN)/gift-eval --out demo-results
+
+# The speed benchmarks (by hand, not part of `test`; about 40 min on 2 CPU cores): images/s of the compute bound, our
+# path and a reference-style loop at the default settings (fp32), in bfloat16, and with each lever of issue 8 off
+# (channels-last layout, the allocator; "before" = both off), then each setting's accuracy on real data.
+# Tables printed, results in bench/results/*.json (the README's performance section reads them).
+bench: export PYTHONWARNINGS := ignore:`torch.jit.script` is deprecated:FutureWarning,ignore:The 'mode.chained_assignment' option is deprecated:Warning
+bench: $(STAMP)
+	$(BIN)/python bench/bench.py
+	$(BIN)/python bench/bench.py --precision bf16 --skip reference,rded
+	$(BIN)/python bench/bench.py --channels-last off --malloc default --skip loss,teacher,rded
+	$(BIN)/python bench/bench.py --malloc default --cases c3-32-n100,c4-64-n100 --skip reference,loss,teacher,rded
+	$(BIN)/python bench/bench.py --channels-last off --cases c3-32-n100,c4-64-n100 --skip reference,loss,teacher,rded
+	$(BIN)/python bench/dsa_throughput.py
+	$(BIN)/python bench/levers_tried.py
+	$(BIN)/python bench/accuracy.py --settings fp32-nchw,fp32-cl,bf16-cl,bf16teacher-cl
 
 # Write gift_fastai/ and README.md from the notebooks (the notebooks are the source; README.md is nbs/index.ipynb).
 export: $(STAMP)

@@ -6,8 +6,8 @@ Docs: https://gift-fastai.github.io/gift-fastai/cli.html.md"""
 
 # %% auto #0
 __all__ = ['ASSETS', 'asset_path', 'load_default', 'load_set', 'first_per_class', 'summarise', 'write_results', 'bar_chart',
-           'results_table', 'HelpFormatter', 'eval_parser', 'gift_eval', 'gift_eval_main', 'distill_parser',
-           'gift_distill', 'gift_distill_main']
+           'results_table', 'HelpFormatter', 'add_speed_args', 'speed_kwargs', 'eval_parser', 'gift_eval',
+           'gift_eval_main', 'distill_parser', 'gift_distill', 'gift_distill_main']
 
 # %% ../nbs/11_cli.ipynb #893443ea
 import argparse, csv, json, os, sys, time, datetime
@@ -134,6 +134,28 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         h = action.help or ''
         return h if action.default is None or 'default' in h.lower() else super()._get_help_string(action)
 
+def add_speed_args(p:argparse.ArgumentParser) -> argparse.ArgumentParser:
+    "Add the training speed options of `distilled_learner` to a command: --precision, --teacher-precision, --channels-last."
+    from gift_fastai.callbacks import PRECISIONS
+    a = p.add_argument
+    a('--precision', default='fp32', choices=list(PRECISIONS), help="forward passes in float32, bfloat16 autocast (CPU or "
+      "CUDA; about 1.7x on a CPU with avx512_bf16, see the README) or float16 with loss scaling (CUDA)")
+    a('--teacher-precision', default=None, choices=list(PRECISIONS), help="the teacher's forward (default: as --precision)")
+    a('--channels-last', default='auto', choices=['auto', 'on', 'off'], help="channels-last memory layout; auto: on for "
+      "the CPU and for bf16/fp16")
+    return p
+
+def speed_kwargs(args, device=None) -> dict:
+    "The `distilled_learner` speed arguments of a command's parsed `args`, checked against `device` (the CLI's error, exit 2)."
+    from fastai.torch_core import default_device
+    from gift_fastai.callbacks import autocast_for
+    dev = torch.device(device) if device is not None else default_device()
+    for k in ('precision', 'teacher_precision'):
+        try: autocast_for(getattr(args, k), dev)
+        except InputError as e: raise InputError(f"--{k.replace('_', '-')} {getattr(args, k)}: {e}") from None
+    return dict(precision=args.precision, teacher_precision=args.teacher_precision,
+                channels_last=dict(auto=None, on=True, off=False)[args.channels_last])
+
 def eval_parser() -> argparse.ArgumentParser:
     "The argument parser of `gift-eval` (its `--help` is the reference of every option)."
     p = argparse.ArgumentParser(prog='gift-eval', description="Train students on a distilled set with soft-label losses "
@@ -156,7 +178,7 @@ def eval_parser() -> argparse.ArgumentParser:
     a('--bs', type=int, default=None, help="batch size (default: the paper's rule from the set size)")
     a('--eval-every', type=int, default=None, help="test every N epochs (default: epochs/4)")
     a('--out', default=None, help="output folder (default: a new gift-eval-<time> folder here)")
-    return p
+    return add_speed_args(p)
 
 def _load_inputs(data, test, teacher, # Paths (or a dataset name for `test`); None: the embedded ones
                  ipc=None, arch=None, device=None # Also cut the set to `ipc`, check that `arch` builds and `device` works
@@ -205,6 +227,7 @@ def _gift_eval(args) -> int:
     if args.bs is not None and args.bs < 1: raise InputError(f"--bs must be >= 1, got {args.bs}.")
     if args.lr is not None and not args.lr > 0: raise InputError(f"--lr must be > 0, got {args.lr}.")
     if args.wd is not None and not args.wd >= 0: raise InputError(f"--wd must be >= 0, got {args.wd}.")
+    speed = speed_kwargs(args, args.device)
     dset, test, teacher, tpath = _load_inputs(args.data, args.test, args.teacher, ipc=args.ipc, arch=args.arch, device=args.device)
     meta, device = getattr(teacher, 'teacher_meta', {}) or {}, args.device
     out = Path(args.out) if args.out else Path(f"gift-eval-{datetime.datetime.now():%Y%m%d-%H%M%S}")
@@ -227,7 +250,7 @@ def _gift_eval(args) -> int:
                 runs.append(dict(run, loss=loss)); write_results(out, runs, config)
             evaluate_distilled(dset, test, args.arch, loss=loss, teacher=teacher, epochs=args.epochs, repeats=args.repeats,
                                opt=args.opt, lr=args.lr, wd=args.wd, seed=args.seed, eval_every=args.eval_every, bs=args.bs, device=device,
-                               cbs=[_RichEpochs(prog, task)], on_run=_save)
+                               cbs=[_RichEpochs(prog, task)], on_run=_save, **speed)
     res = write_results(out, runs, config)
     console.print(results_table(res['summary'], title))
     console.print(f"wrote {out / 'results.csv'}, {out / 'results.json'}, {out / 'results.png'} in {time.time() - t0:.0f} s")

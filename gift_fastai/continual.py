@@ -26,7 +26,7 @@ from .models import create_student
 from .callbacks import TeacherRelabel
 from .learner import OPTIMIZERS, default_lr, evaluate_distilled
 from .experiments import _fmt, _plt, _save, _versions
-from .cli import load_set, _load_inputs, HelpFormatter, _RichEpochs, _fail
+from .cli import load_set, _load_inputs, HelpFormatter, _RichEpochs, _fail, add_speed_args, speed_kwargs
 
 # %% ../nbs/14_continual.ipynb #0ae20eed
 def _int(v, what:str, lo:int=1) -> int:
@@ -250,7 +250,7 @@ def continual_run(dset:DistilledSet, # The distilled set: the memory ('distilled
                   on_step=None, # Called as on_step(row) after each trained step
                   stop_after:int|None=None, # Train at most this many steps, then return (the rest stays to do)
                   console=None, # A rich `Console` for progress; None trains silently
-                  **kwargs # Passed to `evaluate_distilled`: bs, aug, device, loss_kwargs, progress
+                  **kwargs # Passed to `evaluate_distilled`: bs, aug, device, loss_kwargs, progress, precision, channels_last
                  ) -> pd.DataFrame: # The rows of this configuration (finished before and now), typed
     "Class-incremental learning on a distilled set: per step, a fresh student trained on the memory and tested on the seen classes."
     losses = [losses] if isinstance(losses, str) else list(losses)
@@ -407,7 +407,7 @@ def continual_parser() -> argparse.ArgumentParser:
     a('--bs', type=int, default=None, help="batch size (default: the paper's rule from the memory's size)")
     a('--eval-every', type=int, default=None, help="also test every N epochs (default: once, at the end of each step)")
     a('--out', default='gift-continual', help="output folder; re-running with the same folder skips finished steps")
-    return p
+    return add_speed_args(p)
 
 def gift_continual(argv=None) -> int:
     "The `gift-continual` command; returns the exit code (0, or 2 for a bad argument)."
@@ -439,6 +439,7 @@ def _gift_continual(args) -> int:
                          "of the seen classes).")
     if args.lr is not None and not args.lr > 0: raise InputError(f"--lr must be > 0, got {args.lr}.")
     if args.wd is not None and not args.wd >= 0: raise InputError(f"--wd must be >= 0, got {args.wd}.")
+    speed = speed_kwargs(args, args.device)
     dset, test, teacher, tpath = _load_inputs(args.data, args.test, args.teacher, ipc=args.ipc, arch=args.arch, device=args.device)
     ClassIncremental(dset.n_classes, args.steps)  # --steps against the class count, before anything trains
     stream = _load_stream(args.stream, dset) if args.stream is not None else None
@@ -458,7 +459,7 @@ def _gift_continual(args) -> int:
     rows = continual_run(dset, test, teacher, steps=args.steps, losses=losses, arch=args.arch, epochs=args.epochs,
                          repeats=args.repeats, seed=args.seed, memory=args.memory, budget=args.budget, stream=stream,
                          order_seed=args.order_seed, opt=args.opt, lr=args.lr, wd=args.wd, eval_every=args.eval_every,
-                         out=out, names=names, console=console, bs=args.bs, device=args.device)
+                         out=out, names=names, console=console, bs=args.bs, device=args.device, **speed)
     summary = continual_summary(rows)
     console.print(continual_table(summary, title))
     png = plot_continual(summary, out / 'accuracy_vs_classes.png', title)

@@ -20,7 +20,7 @@ from .data import _atomic_write
 from .losses import loss_registry
 from .learner import OPTIMIZERS, default_lr, evaluate_distilled
 from .callbacks import Refine
-from .cli import asset_path, load_set, first_per_class, HelpFormatter, _RichEpochs, _fail
+from .cli import asset_path, load_set, first_per_class, HelpFormatter, _RichEpochs, _fail, add_speed_args, speed_kwargs
 
 # %% ../nbs/12_experiments.ipynb #b7b187fa
 AXES = ('data', 'ipc', 'arch', 'loss', 'refine', 'gamma', 'opt', 'lr', 'wd')
@@ -339,7 +339,8 @@ def run_grid(cells:list, # Cells from `expand_grid`
              test=None, # A test set file or dataset name (default: the embedded test images)
              device=None, bs:int|None=None, eval_every:int|None=None,
              console=None, # A rich `Console` for progress; None trains silently
-             stop_after:int|None=None # Train at most this many runs, then return (the rest stays to do)
+             stop_after:int|None=None, # Train at most this many runs, then return (the rest stays to do)
+             **kwargs # Speed options of `evaluate_distilled`: precision, teacher_precision, channels_last
             ) -> list: # Every row of `results.csv` afterwards
     "Train every (cell, repeat) not yet in `out/results.csv`, appending each run's row as it finishes."
     for k, v in dict(epochs=epochs, repeats=repeats).items():
@@ -374,7 +375,7 @@ def run_grid(cells:list, # Cells from `expand_grid`
             if prog is not None: cbs.append(_RichEpochs(prog, task)); prog.update(task, description=cell_label(row, [a for a in AXES if a != 'data']))
             res = evaluate_distilled(dset, test_set, row['arch'], loss=row['loss'], teacher=t, epochs=epochs, repeats=1,
                                      opt=row['opt'], lr=row['lr'], wd=row['wd'], seed=row['seed'], eval_every=eval_every, bs=bs,
-                                     device=device, loss_kwargs=kw, cbs=cbs)
+                                     device=device, loss_kwargs=kw, cbs=cbs, **kwargs)
             run = res['runs'][0]
             append_row(path, dict(row, n_train=len(dset), final_acc=run['final_acc'], best_acc=run['best_acc'],
                                   seconds=round(run['seconds'], 2), device=dev, finished=time.strftime('%Y-%m-%dT%H:%M:%S'), **vers))
@@ -412,7 +413,7 @@ def ablate_parser() -> argparse.ArgumentParser:
     a('--metric', default='final', choices=['final', 'best'], help="what the table and plots show (best: test-set selection)")
     a('--out', default='gift-ablate', help="output folder; re-running with the same folder skips finished runs")
     a('--dry-run', action='store_true', help="print the runs and exit")
-    return p
+    return add_speed_args(p)
 
 def _axis_values(text:str) -> list: return [v.strip() for v in text.split(',') if v.strip()]
 
@@ -441,7 +442,8 @@ def _gift_ablate(args) -> int:
         return 0
     t0 = time.time()
     rows = run_grid(cells, args.out, epochs=args.epochs, repeats=args.repeats, seed=args.seed, teacher=args.teacher,
-                    test=args.test, device=args.device, bs=args.bs, eval_every=args.eval_every, console=console)
+                    test=args.test, device=args.device, bs=args.bs, eval_every=args.eval_every, console=console,
+                    **speed_kwargs(args, args.device))
     out = Path(args.out)
     summary = summarise_grid(select_rows(rows, cells, epochs=args.epochs, repeats=args.repeats))
     _atomic_write(out / 'summary.csv', lambda tmp: summary.to_csv(tmp, index=False))

@@ -196,3 +196,34 @@ def test_help_states_each_default_once(parser):
     helps = re.split(r'\s--?[\w-]+(?: [A-Z_]+)?\s', text)
     assert not [h for h in helps if h.count('(default') > 1], [h for h in helps if h.count('(default') > 1]
     assert '(default: None)' not in text and '(default: 100)' in text or fn != 'eval_parser'
+
+
+def test_speed_flags_reach_the_learner(files, tmp_path, monkeypatch):
+    "--precision/--teacher-precision/--channels-last become distilled_learner's arguments, and the run records them."
+    import gift_fastai.learner as L
+    seen, orig = [], L.distilled_learner
+    def _learner(*a, **k):
+        seen.append({x: k[x] for x in ('precision', 'teacher_precision', 'channels_last')}); return orig(*a, **k)
+    monkeypatch.setattr(L, 'distilled_learner', _learner)
+    assert gift_eval(base(files, tmp_path, '--loss', 'gift', '--epochs', '1', '--repeats', '1', '--precision', 'bf16',
+                          '--teacher-precision', 'fp32', '--channels-last', 'off')) == 0
+    assert seen == [dict(precision='bf16', teacher_precision='fp32', channels_last=False)]
+    cfg = json.loads((tmp_path / 'results.json').read_text())['config']
+    assert (cfg['precision'], cfg['teacher_precision'], cfg['channels_last']) == ('bf16', 'fp32', 'off')
+    seen.clear()
+    assert gift_eval(base(files, tmp_path / 'b', '--loss', 'gift', '--epochs', '1', '--repeats', '1')) == 0
+    assert seen == [dict(precision='fp32', teacher_precision=None, channels_last=None)]   # defaults: auto layout
+
+
+@pytest.mark.parametrize('command', ['gift_fastai.cli:gift_eval', 'gift_fastai.experiments:gift_ablate',
+                                     'gift_fastai.continual:gift_continual'])
+def test_a_precision_the_device_cannot_run_is_refused_before_anything_is_written(files, tmp_path, capsys, command):
+    import importlib
+    mod, fn = command.split(':')
+    out = tmp_path / 'out'
+    args = ['--test', files['test'], '--teacher', files['teacher'], '--out', str(out), '--device', 'cpu', '--precision', 'fp16']
+    if fn != 'gift_ablate': args += ['--data', files['data']]
+    assert getattr(importlib.import_module(mod), fn)(args) == 2
+    err = capsys.readouterr().err
+    assert "--precision fp16" in err and "use 'bf16' on the CPU" in err and len(err.strip().splitlines()) == 1, err
+    assert not out.exists()

@@ -133,3 +133,14 @@ def test_readme_is_index_notebook():
     import tempfile
     with tempfile.TemporaryDirectory() as d:
         assert bd.readme(out=Path(d) / 'README.md') == (ROOT / 'README.md').read_text()
+
+def test_readme_shows_only_the_output_of_echo_false_cells(tmp_path):
+    "A `#| echo: false` cell gives the README its output without its code; `#| hide` cells give nothing."
+    out = lambda text: [dict(output_type='display_data', data={'text/markdown': text}, metadata={})]
+    cells = [dict(cell_type='code', source='#| hide\nx = 1', outputs=out('HIDDEN')),
+             dict(cell_type='code', source='#| echo: false\nperf_tables()', outputs=out('| a |\n|---|\n| 1 |')),
+             dict(cell_type='code', source='shown()', outputs=out('OUT'))]
+    nb = tmp_path / 'index.ipynb'; nb.write_text(json.dumps(dict(cells=cells)))
+    text = bd.readme(nb, out=tmp_path / 'README.md')
+    assert '| a |\n|---|\n| 1 |' in text and 'perf_tables' not in text and 'HIDDEN' not in text and 'x = 1' not in text
+    assert '```python\nshown()\n```' in text and 'OUT' in text

@@ -169,8 +169,8 @@ def readme(nb:Path=NBS / 'index.ipynb', out:Path=ROOT / 'README.md') -> str:
             src = nb_links(src, site)
             src = re.sub(r'(\]\()(images/)', r'\1nbs/\2', src)  # images live in nbs/
             parts.append(src)
-        elif c['cell_type'] == 'code' and src and not src.startswith('#|'):
-            parts.append(f'```python\n{src}\n```')
+        elif c['cell_type'] == 'code' and src and (not src.startswith('#|') or re.search(r'^#\|\s*echo:\s*false', src, re.M)):
+            if not src.startswith('#|'): parts.append(f'```python\n{src}\n```')  # `#| echo: false`: its output only
             for o in c.get('outputs', []):
                 data = o.get('data', {})
                 if 'text/markdown' in data: parts.append(_html_tables_to_md(_src(data['text/markdown']).strip())); continue  # fastai's epochs
