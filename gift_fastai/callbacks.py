@@ -124,7 +124,8 @@ class Autocast(Callback):
     def after_fit(self): self._exit()
 
 class ChannelsLastAll(ChannelsLast):
-    "fastai's `ChannelsLast` (the student in channels-last layout) that also hands the student its batches in that layout; `TeacherRelabel` follows with the teachers."
+    "fastai's `ChannelsLast` (the student in channels-last layout for the fit, contiguous again after it) that also hands the student its batches in that layout; `TeacherRelabel` follows with the teachers."
+    def after_fit(self): self.learn.model.to(memory_format=torch.contiguous_format)  # what users save, load and compare
     def before_batch(self):
         self.learn.xb = tuple(x.contiguous(memory_format=torch.channels_last) if isinstance(x, torch.Tensor) and x.ndim == 4 else x
                               for x in self.xb)
