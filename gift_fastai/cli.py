@@ -6,8 +6,8 @@ Docs: https://gift-fastai.github.io/gift-fastai/cli.html.md"""
 
 # %% auto #0
 __all__ = ['ASSETS', 'asset_path', 'load_default', 'load_set', 'first_per_class', 'summarise', 'write_results', 'bar_chart',
-           'results_table', 'HelpFormatter', 'add_speed_args', 'speed_kwargs', 'eval_parser', 'gift_eval',
-           'gift_eval_main', 'distill_parser', 'gift_distill', 'gift_distill_main']
+           'results_table', 'HelpFormatter', 'check_device', 'add_speed_args', 'speed_kwargs', 'eval_parser',
+           'gift_eval', 'gift_eval_main', 'distill_parser', 'gift_distill', 'gift_distill_main']
 
 # %% ../nbs/11_cli.ipynb #893443ea
 import argparse, csv, json, os, sys, time, datetime
@@ -134,6 +134,11 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         h = action.help or ''
         return h if action.default is None or 'default' in h.lower() else super()._get_help_string(action)
 
+def check_device(device) -> torch.device:
+    "`device` (a command's --device) as a `torch.device`, once a tensor could be made there; else the CLI's error."
+    try: torch.empty(0, device=device); return torch.device(device)
+    except Exception as e: raise InputError(f"--device {device!r} cannot be used here ({type(e).__name__}: {str(e).splitlines()[0]}).") from None
+
 def add_speed_args(p:argparse.ArgumentParser) -> argparse.ArgumentParser:
     "Add the training speed options of `distilled_learner` to a command: --precision, --teacher-precision, --channels-last."
     from gift_fastai.callbacks import PRECISIONS
@@ -149,7 +154,7 @@ def speed_kwargs(args, device=None) -> dict:
     "The `distilled_learner` speed arguments of a command's parsed `args`, checked against `device` (the CLI's error, exit 2)."
     from fastai.torch_core import default_device
     from gift_fastai.callbacks import autocast_for
-    dev = torch.device(device) if device is not None else default_device()
+    dev = check_device(device) if device is not None else default_device()
     for k in ('precision', 'teacher_precision'):
         try: autocast_for(getattr(args, k), dev)
         except InputError as e: raise InputError(f"--{k.replace('_', '-')} {getattr(args, k)}: {e}") from None
@@ -197,9 +202,7 @@ def _load_inputs(data, test, teacher, # Paths (or a dataset name for `test`); No
         raise InputError(f"--test has classes {tst.classes[:3]}... but --data {dset.classes[:3]}...: both must use one class list in one order.")
     meta = getattr(t, 'teacher_meta', {}) or {}
     if meta.get('mean') is not None and dset.mean is None: dset.mean, dset.std = tuple(meta['mean']), tuple(meta['std'])
-    if device is not None:
-        try: torch.empty(0, device=device)
-        except Exception as e: raise InputError(f"--device {device!r} cannot be used here ({type(e).__name__}: {str(e).splitlines()[0]}).") from None
+    if device is not None: check_device(device)
     if arch is not None:
         try: create_student(arch, dset.n_classes, dset.shape[0], dset.shape[1])
         except InputError as e: raise InputError(f"--arch {arch}: {e}") from None
