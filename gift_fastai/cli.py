@@ -215,7 +215,7 @@ def gift_eval(argv=None) -> int:
     "The `gift-eval` command; returns the exit code (0, or 2 for a bad argument)."
     args = eval_parser().parse_args(argv)
     try: return _gift_eval(args)
-    except (InputError, FileNotFoundError) as e: return _fail('gift-eval', str(e).strip().splitlines()[0])
+    except (InputError, OSError) as e: return _fail('gift-eval', str(e).strip().splitlines()[0])
 
 def _gift_eval(args) -> int:
     from rich.console import Console
@@ -287,7 +287,7 @@ def gift_distill(argv=None) -> int:
     "The `gift-distill` command; returns the exit code."
     args = distill_parser().parse_args(argv)
     try: return _gift_distill(args)
-    except (InputError, FileNotFoundError) as e: return _fail('gift-distill', str(e).strip().splitlines()[0])
+    except (InputError, OSError) as e: return _fail('gift-distill', str(e).strip().splitlines()[0])
 
 def _gift_distill(args) -> int:
     from rich.console import Console

@@ -413,7 +413,7 @@ def gift_continual(argv=None) -> int:
     "The `gift-continual` command; returns the exit code (0, or 2 for a bad argument)."
     args = continual_parser().parse_args(argv)
     try: return _gift_continual(args)
-    except (InputError, FileNotFoundError) as e: return _fail('gift-continual', str(e).strip().splitlines()[0])
+    except (InputError, OSError) as e: return _fail('gift-continual', str(e).strip().splitlines()[0])
 
 def _load_stream(spec, like:DistilledSet) -> DistilledSet:
     "GDumb's stream: a set file or folder, or a dataset name's training split."

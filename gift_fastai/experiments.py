@@ -421,7 +421,7 @@ def gift_ablate(argv=None) -> int:
     "The `gift-ablate` command; returns the exit code (0, or 2 for a bad argument)."
     args = ablate_parser().parse_args(argv)
     try: return _gift_ablate(args)
-    except (InputError, FileNotFoundError) as e: return _fail('gift-ablate', str(e).strip().splitlines()[0])
+    except (InputError, OSError) as e: return _fail('gift-ablate', str(e).strip().splitlines()[0])
 
 def _gift_ablate(args) -> int:
     from rich.console import Console

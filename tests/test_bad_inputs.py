@@ -1,0 +1,145 @@
+"""The bad-input catalogue (issue 9): every public entry point fed what users get wrong. Each case must give a clear
+error that names the problem (an `InputError`, or for a command one line on stderr and exit code 2) or a loud warning,
+and leave no half-written file. `test_catalogue_size` counts the cases."""
+import errno
+from pathlib import Path
+import numpy as np, pytest, torch
+from PIL import Image
+from gift_fastai.core import InputError
+from gift_fastai.data import DistilledSet, from_rded_folder, from_class_folders, from_gift_pt, distilled_dls, export_folders
+from gift_fastai.learner import distilled_learner
+from gift_fastai.losses import get_loss
+from gift_fastai.models import create_student
+from gift_fastai.augment import DSA
+from gift_fastai.distill import rded, random_subset
+from gift_fastai.teachers import load_teacher, save_teacher, as_teacher
+from gift_fastai.cli import gift_eval, gift_distill
+from conftest import C, H, blobs
+
+
+def rded_dir(root, classes=('00000', '00001'), n=2, size=8):
+    "An RDED folder with `n` PNGs per class folder."
+    for c in classes:
+        (root / c).mkdir(parents=True, exist_ok=True)
+        for i in range(n): Image.fromarray(np.full((size, size, 3), 40 * i, np.uint8)).save(root / c / f'{i}.png')
+    return root
+
+
+def corrupt(root):
+    d = rded_dir(root); (d / '00001' / 'bad.png').write_bytes(b'not a png'); return d
+
+def truncated(root):
+    d = rded_dir(root); f = d / '00000' / '0.png'; f.write_bytes(f.read_bytes()[:40]); return d
+
+def empty_class(root):
+    d = rded_dir(root); (d / '00002').mkdir(); return d
+
+def gap(root): return rded_dir(root, classes=('00000', '00002'))
+def names(root): return rded_dir(root, classes=('cat', 'dog'))
+
+def pt(root, data, label):
+    f = root / 'data.pt'; torch.save(dict(data=data, label=label), f); return f
+
+
+@pytest.fixture(scope='module')
+def world(tmp_path_factory):
+    d = tmp_path_factory.mktemp('bad')
+    train = blobs(4)
+    torch.manual_seed(0)
+    teacher = as_teacher(create_student('convnet3', C, in_ch=1, img_size=H, width=8), train.classes, *train.stats)
+    six = as_teacher(create_student('convnet3', 6, in_ch=1, img_size=H, width=8), list('abcdef'), *train.stats)
+    return dict(dir=d, train=train, teacher=teacher, tfile=save_teacher(teacher, d / 't.safetensors'),
+                six=save_teacher(six, d / 'six.safetensors'), data=train.save(d / 'set.safetensors'))
+
+
+# (name, what it does with the `world` and a fresh tmp folder, the text the error must contain)
+CASES = [
+    ('missing image folder', lambda w, t: from_rded_folder(t / 'nope'), 'no such folder'),
+    ('corrupt image file', lambda w, t: from_rded_folder(corrupt(t)), 'corrupt'),
+    ('truncated image file', lambda w, t: from_rded_folder(truncated(t)), 'truncated'),
+    ('folder with an empty class', lambda w, t: from_rded_folder(empty_class(t)), 'has no image'),
+    ('non-contiguous class folders', lambda w, t: from_rded_folder(gap(t)), 'not contiguous'),
+    ('non-numeric class folders', lambda w, t: from_rded_folder(names(t)), 'not a class number'),
+    ('class-name folders without their order', lambda w, t: from_class_folders(names(t), None), 'class list'),
+    ('class-name folder not in the list', lambda w, t: from_class_folders(names(t), ['cat']), 'not in the class list'),
+    ('data.pt missing', lambda w, t: from_gift_pt(t / 'data.pt'), 'no such file'),
+    ('data.pt not a dict', lambda w, t: from_gift_pt((torch.save(torch.zeros(2), t / 'x.pt'), t / 'x.pt')[1]), "keys 'data' and 'label'"),
+    ('data.pt images of the wrong rank', lambda w, t: from_gift_pt(pt(t, torch.rand(4, 8, 8), torch.zeros(4).long())), 'dimension'),
+    ('data.pt images normalised already', lambda w, t: from_gift_pt(pt(t, torch.randn(4, 3, 8, 8) * 3, torch.zeros(4).long())), 'normalised'),
+    ('images as floats', lambda w, t: DistilledSet(torch.rand(4, 3, 8, 8), torch.zeros(4).long()), 'uint8'),
+    ('images [N,H,W,C]', lambda w, t: DistilledSet(torch.zeros(4, 8, 8, 3, dtype=torch.uint8), torch.zeros(4).long()), 'permute'),
+    ('labels of the wrong length', lambda w, t: DistilledSet(torch.zeros(4, 1, 8, 8, dtype=torch.uint8), torch.zeros(3).long()), 'labels must be [N]'),
+    ('soft labels of the wrong width', lambda w, t: DistilledSet(torch.zeros(4, 1, 8, 8, dtype=torch.uint8), torch.arange(4),
+                                                               soft=torch.zeros(4, 5), classes=list('abcd')), 'one column per class'),
+    ('soft labels with NaN', lambda w, t: DistilledSet(torch.zeros(4, 1, 8, 8, dtype=torch.uint8), torch.arange(4),
+                                                     soft=torch.full((4, 4), float('nan'))), 'NaN'),
+    ('set file that is not one', lambda w, t: DistilledSet.load((Path(t / 'j.safetensors').write_bytes(b'junk'), t / 'j.safetensors')[1]), 'not a set file'),
+    ('teacher file missing', lambda w, t: load_teacher(t / 'none.safetensors'), 'no such teacher'),
+    ('teacher with another class count', lambda w, t: load_teacher(w['six'], classes=w['train'].classes), 'class'),
+    ('teacher with another class order', lambda w, t: load_teacher(w['tfile'], classes=['e', 'n', 's', 'w']), 'order'),
+    ('student that cannot take the image size', lambda w, t: create_student('convnet6', C, 1, H), 'ConvNet-6'),
+    ('unknown student', lambda w, t: create_student('resnet9000', C, 1, H), 'unknown student'),
+    ('unknown loss', lambda w, t: get_loss('gfit'), "Did you mean 'gift'"),
+    ('unknown augmentation', lambda w, t: DSA('flipp'), 'flip'),
+    ('unknown optimizer', lambda w, t: distilled_learner(distilled_dls(w['train']), 'convnet3', opt='lamb'), 'optimizer'),
+    ('learner with a teacher of another class count', lambda w, t: distilled_learner(
+        distilled_dls(w['train']), 'convnet3', teacher=create_student('convnet3', 6, 1, H, width=8)), 'class counts disagree'),
+    ('precision the device cannot run', lambda w, t: distilled_learner(distilled_dls(w['train'], device='cpu'), 'convnet3',
+                                                                       precision='fp16'), "use 'bf16' on the CPU"),
+    ('rded with more images per class than there are', lambda w, t: rded(w['train'], w['teacher'], ipc=50, n_crops=1), 'ipc'),
+    ('random subset larger than a class', lambda w, t: random_subset(w['train'], 99), 'ipc'),
+    ('export into a non-empty folder', lambda w, t: export_folders(w['train'], rded_dir(t)), 'not empty'),
+]
+
+CLI_CASES = [
+    ('gift-eval: missing --data file', lambda w, t: gift_eval(['--data', str(t / 'x.safetensors'), '--out', str(t / 'o')]), 'no such file'),
+    ('gift-eval: teacher with another class count', lambda w, t: gift_eval(['--data', str(w['data']), '--teacher', str(w['six']),
+                                                                            '--test', str(w['data']), '--out', str(t / 'o')]), 'class'),
+    ('gift-eval: output folder under a file', lambda w, t: gift_eval(['--data', str(w['data']), '--teacher', str(w['tfile']),
+        '--test', str(w['data']), '--epochs', '1', '--repeats', '1', '--out', str(((t / 'f').write_text('x'), t / 'f' / 'out')[1])]),
+     'not a directory'),
+    ('gift-distill: output folder missing', lambda w, t: gift_distill(['--data', str(w['data']), '--method', 'random', '--ipc', '1',
+                                                                      '--out', str(t / 'no' / 'x.safetensors')]), 'does not exist'),
+    ('gift-distill: rded without a teacher', lambda w, t: gift_distill(['--data', str(w['data']), '--out', str(t / 'x.safetensors')]),
+     'needs --teacher'),
+]
+
+
+@pytest.mark.parametrize('name,call,msg', CASES, ids=[c[0] for c in CASES])
+def test_bad_input_gives_a_clear_error(world, tmp_path, name, call, msg):
+    with pytest.raises((InputError, TypeError, ValueError)) as e: call(world, tmp_path)
+    assert msg.lower() in str(e.value).lower(), f"{name}: {e.value}"
+
+
+@pytest.mark.parametrize('name,call,msg', CLI_CASES, ids=[c[0] for c in CLI_CASES])
+def test_bad_command_line_gives_one_line_and_exit_2(world, tmp_path, capsys, name, call, msg):
+    assert call(world, tmp_path) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and msg.lower() in err.lower(), err
+
+
+def test_uint8_data_pt_warns_loudly(tmp_path):
+    with pytest.warns(UserWarning, match='uint8'):
+        s = from_gift_pt(pt(tmp_path, torch.full((4, 3, 8, 8), 200, dtype=torch.uint8), torch.arange(4) % 2))
+    assert int(s.images.max()) == 200   # read as 0-255, not scaled again
+
+
+def test_a_full_disk_leaves_no_half_written_file(world, tmp_path, monkeypatch):
+    "A write that fails midway (ENOSPC) raises, and neither the target nor a temporary file is left behind."
+    import safetensors.torch as st
+    def full(tensors, path, metadata=None):
+        Path(path).write_bytes(b'\0' * 100)   # part of the file was written...
+        raise OSError(errno.ENOSPC, 'No space left on device')
+    monkeypatch.setattr(st, 'save_file', full)
+    with pytest.raises(OSError, match='No space left'): world['train'].save(tmp_path / 'set.safetensors')
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    keep = world['train'].save(tmp_path / 'keep.safetensors'); before = keep.read_bytes()
+    monkeypatch.setattr(st, 'save_file', full)
+    with pytest.raises(OSError): world['train'].save(keep)
+    assert keep.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ['keep.safetensors']
+
+
+def test_catalogue_size():
+    "The count the issue asks for: every case above gives a clear error, a one-line exit 2, or a loud warning."
+    assert len(CASES) + len(CLI_CASES) + 2 >= 35
