@@ -27,7 +27,7 @@ $(STAMP):
 demo: $(STAMP)
 	$(BIN)/gift-eval --out demo-results
 
-# The speed benchmarks (by hand, not part of `test`; about 40 min on 2 CPU cores): images/s of the compute bound, our
+# The speed benchmarks (by hand, not part of `test`; the default-setting run alone took 11 min on 2 CPU cores): images/s of the compute bound, our
 # path and a reference-style loop at the default settings (fp32), in bfloat16, and with each lever of issue 8 off
 # (channels-last layout, the allocator; "before" = both off), then each setting's accuracy on real data.
 # Tables printed, results in bench/results/*.json (the README's performance section reads them).

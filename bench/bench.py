@@ -17,7 +17,7 @@ of the step, and RDED's scoring speed (crops scored per second). Synthetic uint8
 teacher of the student's architecture: speed does not depend on what the pixels show.
 Writes `<out>/bench-<device>.json` and prints a table.
 """
-import argparse, copy, json, math, os, platform, statistics, sys, time
+import argparse, copy, json, math, platform, statistics, sys, time
 from pathlib import Path
 import torch, torch.nn as nn, torch.nn.functional as F
 
@@ -58,7 +58,7 @@ def student(arch, dset, device, seed=1):
 def timed(run_steps, seconds, warmup=2):
     "Images per second of `run_steps(k)` (which trains k steps and returns the images seen), sized to about `seconds`."
     run_steps(warmup)
-    t0 = time.perf_counter(); n = run_steps(1); dt = time.perf_counter() - t0
+    t0 = time.perf_counter(); run_steps(1); dt = time.perf_counter() - t0
     k = max(2, int(seconds / max(dt, 1e-6)))
     t0 = time.perf_counter(); n = run_steps(k)
     return n / (time.perf_counter() - t0)
@@ -191,7 +191,7 @@ def teacher_only_runner(arch, dset, teacher, device, settings=None):
     return run_steps
 
 
-def rded_rate(device, seconds):
+def rded_rate(device):
     "Crops scored per second by `rded` (ConvNet-3 teacher, 32 px, 10 classes, 100 candidates x 5 crops per class)."
     from gift_fastai.distill import rded
     train, teacher = make_case('convnet3', 32, 1000, device=device)
@@ -200,11 +200,12 @@ def rded_rate(device, seconds):
     return 10 * 100 * 5 / (time.perf_counter() - t0)
 
 
-def median_rate(runner, seconds, rounds, label):
-    rates = []
+def interleaved(runners:dict, seconds:float, rounds:int) -> tuple:
+    "The median images/s of each runner and every round's figure, the runners taking turns (a slow spell hits them alike)."
+    rates = {k: [] for k in runners}
     for r in range(rounds):
-        rates.append(timed(runner, seconds / rounds, warmup=1))
-    return statistics.median(rates), rates
+        for k, run in runners.items(): rates[k].append(timed(run, seconds / rounds, warmup=1 if r else 2))
+    return {k: statistics.median(v) for k, v in rates.items()}, rates
 
 
 def main(argv=None):
@@ -234,10 +235,8 @@ def main(argv=None):
         runners = dict(bound=bound_runner(arch, dset, teacher, a.device, settings=st),
                        ours=ours_runner(arch, dset, teacher, a.device, settings=st))
         if 'reference' not in skip: runners['reference'] = reference_runner(arch, dset, teacher, a.device, a.workers)
-        rates = {k: [] for k in runners}
-        for r in range(a.rounds):  # interleaved: a slow spell of the machine hits every path alike
-            for k, run in runners.items(): rates[k].append(timed(run, a.seconds / a.rounds, warmup=1 if r else 2))
-        row = dict(arch=arch, px=px, n=n, **{f'{k}_img_s': round(statistics.median(v), 1) for k, v in rates.items()},
+        med, rates = interleaved(runners, a.seconds, a.rounds)
+        row = dict(arch=arch, px=px, n=n, **{f'{k}_img_s': round(v, 1) for k, v in med.items()},
                    rounds={k: [round(x, 1) for x in v] for k, v in rates.items()})
         row['ours_over_bound'] = round(row['ours_img_s'] / row['bound_img_s'], 3)
         if 'reference_img_s' in row: row['ours_over_reference'] = round(row['ours_img_s'] / row['reference_img_s'], 3)
@@ -249,10 +248,7 @@ def main(argv=None):
         us = {l: round(loss_us(l, 50, 10, a.device), 1) for l in ('gift', 'kl')}
         run = dict(gift=bound_runner(arch, dset, teacher, a.device, 'gift', settings=st),
                    kl=bound_runner(arch, dset, teacher, a.device, 'kl', settings=st))
-        rates = {k: [] for k in run}
-        for r in range(a.rounds):
-            for k, f in run.items(): rates[k].append(timed(f, a.seconds / a.rounds, warmup=1 if r else 2))
-        med = {k: statistics.median(v) for k, v in rates.items()}
+        med, _ = interleaved(run, a.seconds, a.rounds)
         res['gift_vs_kl'] = dict(case='c3-32-n100', loss_us=us, loss_ratio=round(us['gift'] / us['kl'], 3),
                                  step_img_s={k: round(v, 1) for k, v in med.items()},
                                  step_ratio=round(med['kl'] / med['gift'], 3))  # GIFT step time / KL step time
@@ -261,16 +257,13 @@ def main(argv=None):
         run = dict(with_teacher=bound_runner(arch, dset, teacher, a.device, settings=st),
                    without=bound_runner(arch, dset, teacher, a.device, use_teacher=False, settings=st),
                    teacher_only=teacher_only_runner(arch, dset, teacher, a.device, settings=st))
-        rates = {k: [] for k in run}
-        for r in range(a.rounds):
-            for k, f in run.items(): rates[k].append(timed(f, a.seconds / a.rounds, warmup=1 if r else 2))
-        med = {k: statistics.median(v) for k, v in rates.items()}
+        med, _ = interleaved(run, a.seconds, a.rounds)
         res['teacher_share'] = dict(case='c3-32-n100', **{f'{k}_img_s': round(v, 1) for k, v in med.items()},
                                     share=round(1 - med['with_teacher'] / med['without'], 3),
                                     forward_share=round(med['with_teacher'] / med['teacher_only'], 3))
         print('teacher_share', res['teacher_share'], flush=True)
     if 'rded' not in skip:
-        res['rded'] = dict(crops_per_s=round(rded_rate(a.device, a.seconds), 1), teacher='convnet3', px=32)
+        res['rded'] = dict(crops_per_s=round(rded_rate(a.device), 1), teacher='convnet3', px=32)
         print('rded', res['rded'], flush=True)
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
     f = out / f"bench-{a.device.split(':')[0]}-{levers.label(st)}.json"

@@ -1,7 +1,7 @@
 """The library's speed settings (`distilled_learner(precision=, teacher_precision=, channels_last=)`) applied by hand
 to the bare loops of `bench.py`, so that the compute bound always does the same arithmetic as our path."""
-import contextlib
 import torch
+from gift_fastai.callbacks import autocast_for
 
 
 def resolve(precision:str='fp32', teacher_precision=None, channels_last=None, device='cpu', tune_alloc=True) -> dict:
@@ -17,11 +17,6 @@ def label(s:dict) -> str:
             + ('' if s['channels_last'] else '-nchw') + ('' if s.get('tune_alloc', True) else '-malloc'))
 
 
-def _autocast(device, precision):
-    dtype = dict(fp32=None, bf16=torch.bfloat16, fp16=torch.float16)[precision]
-    return torch.autocast(torch.device(device).type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
-
-
 def prepare(model, teacher, s:dict):
     "The student, and the teacher as a function of a batch (inference mode, float32 logits), laid out and cast as `s` says."
     if s.get('tune_alloc', True):
@@ -32,7 +27,7 @@ def prepare(model, teacher, s:dict):
     dev = next(teacher.parameters()).device
 
     def teach(x):
-        with torch.inference_mode(), _autocast(dev, s['teacher_precision']): out = teacher(x).float()
+        with torch.inference_mode(), autocast_for(s['teacher_precision'], dev): out = teacher(x).float()
         return out.clone()
     return model, teach
 
@@ -40,7 +35,7 @@ def prepare(model, teacher, s:dict):
 def to_input(x, s:dict): return x.contiguous(memory_format=torch.channels_last) if s['channels_last'] else x
 
 
-def student_ctx(s:dict, device): return _autocast(device, s['precision'])
+def student_ctx(s:dict, device): return autocast_for(s['precision'], device)
 
 
 def learner_kwargs(s:dict) -> dict: return dict(s)

@@ -109,10 +109,10 @@ class Autocast(Callback):
     def before_fit(self):
         dev = getattr(self.dls, 'device', None) or next(self.model.parameters()).device
         autocast_for(self.precision, dev)  # fails early, with the fix, on a device autocast cannot use
-        self.device = torch.device(dev)
+        self.device_type = torch.device(dev).type
 
     def before_batch(self):
-        self._ctx = autocast_for(self.precision, self.device); self._ctx.__enter__()
+        self._ctx = torch.autocast(self.device_type, dtype=torch.bfloat16); self._ctx.__enter__()  # (checked once, in before_fit)
 
     def after_pred(self):
         self.learn.pred = to_float(self.pred)

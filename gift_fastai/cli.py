@@ -144,7 +144,7 @@ def add_speed_args(p:argparse.ArgumentParser) -> argparse.ArgumentParser:
     from gift_fastai.callbacks import PRECISIONS
     a = p.add_argument
     a('--precision', default='fp32', choices=list(PRECISIONS), help="forward passes in float32, bfloat16 autocast (CPU or "
-      "CUDA; about 1.7x on a CPU with avx512_bf16, see the README) or float16 with loss scaling (CUDA)")
+      "CUDA; 1.6-1.9x our fp32 speed on a CPU with avx512_bf16, see the README) or float16 with loss scaling (CUDA)")
     a('--teacher-precision', default=None, choices=list(PRECISIONS), help="the teacher's forward (default: as --precision)")
     a('--channels-last', default='auto', choices=['auto', 'on', 'off'], help="channels-last memory layout; auto: on for "
       "the CPU and for bf16/fp16")

@@ -29,7 +29,7 @@ import fastai.callback.progress  # noqa: F401  (progress bars, Learner.no_bar)
 from .core import InputError, InputTypeError, check_choice
 from .losses import get_loss, LossEpoch, SoftLabelLoss
 from fastai.callback.fp16 import MixedPrecision
-from .callbacks import TeacherRelabel, input_shape, check_class_counts, PRECISIONS, Autocast, ChannelsLastAll, autocast_for
+from .callbacks import TeacherRelabel, input_shape, check_class_counts, Autocast, ChannelsLastAll, autocast_for
 from .models import create_student
 from .data import DistilledSet, distilled_dls, TensorSoftLabel
 
@@ -150,7 +150,6 @@ def distilled_learner(dls, # `DataLoaders` of (x, y_hard, y_soft), e.g. from `di
     else:
         if not isinstance(arch, str): raise InputTypeError(f"arch must be a student name or an nn.Module, got {type(arch).__name__}.")
         model, name = create_student(arch, n_out=C, in_ch=shape[0], img_size=shape[1], **(arch_kwargs or {})), arch
-    check_choice(precision, PRECISIONS, 'precision')
     if tune_alloc: tune_allocator()
     device = torch.device(getattr(dls, 'device', None) or 'cpu')
     autocast_for(precision, device); autocast_for(teacher_precision, device)  # a precision the device cannot run fails here
