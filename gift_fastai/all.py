@@ -8,15 +8,17 @@ Docs: https://gift-fastai.github.io/gift-fastai/all.html.md"""
 __all__ = []
 
 # %% ../nbs/99_all.ipynb #8c5908e8
-from . import core, losses, augment, models, data, callbacks, learner, teachers, distill, datasets
+from . import core, losses, augment, models, data, callbacks, checkpoint, learner, teachers, distill, datasets, distributed
 from .core import *
 from .losses import *
 from .augment import *
 from .models import *
 from .data import *
 from .callbacks import *
+from .checkpoint import *
 from .learner import *
 from .teachers import *
 from .distill import *
 from .datasets import *
-__all__ = [n for m in (core, losses, augment, models, data, callbacks, learner, teachers, distill, datasets) for n in m.__all__]  # a star import of this module re-exports every module's names
+from .distributed import *
+__all__ = [n for m in (core, losses, augment, models, data, callbacks, checkpoint, learner, teachers, distill, datasets, distributed) for n in m.__all__]  # a star import of this module re-exports every module's names

@@ -282,6 +282,15 @@ class DSA(Transform):
         t = x.as_subclass(torch.Tensor)  # plain tensors: no fastai type dispatch inside the ops
         return TensorImage(self.apply(t, self.sample(t)))
 
+    def state_dict(self) -> dict:
+        "The seed and the state of each device's generator (what `Checkpoint` saves to continue a fit)."
+        return dict(seed=self.seed, gens={k: g.get_state() for k, g in self._gens.items()})
+
+    def load_state_dict(self, sd:dict):
+        "Continue the draws where `state_dict` left them."
+        self.seed = sd['seed']
+        for k, st in sd['gens'].items(): self.generator(k).set_state(st)
+
     def __getstate__(self):  # generators do not pickle (learn.export): a reloaded DSA reseeds from `seed`
         d = dict(self.__dict__); d['_gens'] = {}; return d
 

@@ -6,11 +6,12 @@ Docs: https://gift-fastai.github.io/gift-fastai/cli.html.md"""
 
 # %% auto #0
 __all__ = ['ASSETS', 'asset_path', 'load_default', 'load_set', 'first_per_class', 'summarise', 'write_results', 'bar_chart',
-           'results_table', 'HelpFormatter', 'check_device', 'add_speed_args', 'speed_kwargs', 'eval_parser',
-           'gift_eval', 'gift_eval_main', 'distill_parser', 'gift_distill', 'gift_distill_main']
+           'results_table', 'HelpFormatter', 'check_device', 'add_speed_args', 'speed_kwargs', 'add_resume_args',
+           'check_checkpoint_every', 'finished_runs', 'eval_parser', 'gift_eval', 'gift_eval_main', 'distill_parser',
+           'gift_distill', 'gift_distill_main']
 
 # %% ../nbs/11_cli.ipynb #893443ea
-import argparse, csv, json, os, sys, time, datetime
+import argparse, csv, json, os, shutil, sys, time, datetime
 from importlib import resources
 from pathlib import Path
 import numpy as np
@@ -18,6 +19,8 @@ import torch
 from .core import InputError, check_choice
 from .data import DistilledSet, from_rded_folder, from_gift_pt, _atomic_write
 from .losses import loss_registry
+from .checkpoint import remove_empty
+from .distributed import is_main
 
 # %% ../nbs/11_cli.ipynb #a15cd204
 ASSETS = dict(data='fmnist_rded_ipc10.safetensors', teacher='fmnist_convnet3_teacher.safetensors',
@@ -148,6 +151,8 @@ def add_speed_args(p:argparse.ArgumentParser) -> argparse.ArgumentParser:
     a('--teacher-precision', default=None, choices=list(PRECISIONS), help="the teacher's forward (default: as --precision)")
     a('--channels-last', default='auto', choices=['auto', 'on', 'off'], help="channels-last memory layout; auto: on for "
       "the CPU and for bf16/fp16")
+    a('--sync-bn', action='store_true', help="launched on several GPUs (torchrun / accelerate launch): SyncBatchNorm across "
+      "the processes; without it each process normalises with its own batch statistics")
     return p
 
 def speed_kwargs(args, device=None) -> dict:
@@ -158,8 +163,39 @@ def speed_kwargs(args, device=None) -> dict:
     for k in ('precision', 'teacher_precision'):
         try: autocast_for(getattr(args, k), dev)
         except InputError as e: raise InputError(f"--{k.replace('_', '-')} {getattr(args, k)}: {e}") from None
+    if args.sync_bn and dev.type != 'cuda': raise InputError(f"--sync-bn needs CUDA GPUs (SyncBatchNorm does not run on {dev.type}): drop it.")
     return dict(precision=args.precision, teacher_precision=args.teacher_precision,
-                channels_last=dict(auto=None, on=True, off=False)[args.channels_last])
+                channels_last=dict(auto=None, on=True, off=False)[args.channels_last], sync_bn=args.sync_bn)
+
+def add_resume_args(p:argparse.ArgumentParser, what:str='run') -> argparse.ArgumentParser:
+    "Add --resume and --checkpoint-every to a training command (checkpoints go to <out>/checkpoints, see `Checkpoint`)."
+    p.add_argument('--resume', action='store_true', help=f"continue the {what} in --out where it stopped: finished runs are "
+                   "kept, and an unfinished one continues from its last checkpoint (same result as an uninterrupted run)")
+    p.add_argument('--checkpoint-every', type=int, default=10, help="epochs between checkpoints of a run in <out>/checkpoints; "
+                   "0: none (a killed run then starts over)")
+    return p
+
+def check_checkpoint_every(v:int):
+    "Refuse a negative --checkpoint-every (the command's error, exit 2)."
+    if v < 0: raise InputError(f"--checkpoint-every must be >= 0 (0: no checkpoints), got {v}.")
+
+_FREE = ('out', 'resume', 'checkpoint_every', 'device', 'title', 'torch')  # what may change on --resume
+
+def finished_runs(out:Path, config:dict, resume:bool) -> list:
+    "The runs of an earlier `gift-eval` in `out` to keep: with `resume`, once its settings are checked; refused without it."
+    f, ck = out / 'results.json', out / 'checkpoints'
+    if not resume:
+        if f.exists() or (ck.exists() and any(ck.rglob('*.pth'))):
+            raise InputError(f"--out {out} holds an earlier run: add --resume to continue it, or choose another --out.")
+        return []
+    if not f.exists(): return []
+    try: old = json.loads(f.read_text())
+    except (OSError, ValueError) as e: raise InputError(f"--resume: {f} cannot be read ({e}): move it away to start over.") from None
+    oc, now = old.get('config', {}), json.loads(json.dumps(config))
+    diff = [k for k in sorted(set(now) | set(oc)) if k not in _FREE and now.get(k) != oc.get(k)]
+    if diff: raise InputError(f"--resume: {out} was run with other settings: {diff[0]} {oc.get(diff[0])!r} (now "
+                              f"{now.get(diff[0])!r}); resume with the same ones, or choose another --out.")
+    return list(old.get('runs', []))
 
 def eval_parser() -> argparse.ArgumentParser:
     "The argument parser of `gift-eval` (its `--help` is the reference of every option)."
@@ -183,7 +219,7 @@ def eval_parser() -> argparse.ArgumentParser:
     a('--bs', type=int, default=None, help="batch size (default: the paper's rule from the set size)")
     a('--eval-every', type=int, default=None, help="test every N epochs (default: epochs/4)")
     a('--out', default=None, help="output folder (default: a new gift-eval-<time> folder here)")
-    return add_speed_args(p)
+    return add_resume_args(add_speed_args(p))
 
 def _load_inputs(data, test, teacher, # Paths (or a dataset name for `test`); None: the embedded ones
                  ipc=None, arch=None, device=None # Also cut the set to `ipc`, check that `arch` builds and `device` works
@@ -230,30 +266,43 @@ def _gift_eval(args) -> int:
     if args.bs is not None and args.bs < 1: raise InputError(f"--bs must be >= 1, got {args.bs}.")
     if args.lr is not None and not args.lr > 0: raise InputError(f"--lr must be > 0, got {args.lr}.")
     if args.wd is not None and not args.wd >= 0: raise InputError(f"--wd must be >= 0, got {args.wd}.")
+    check_checkpoint_every(args.checkpoint_every)
+    if args.resume and not args.out: raise InputError("--resume needs --out: the folder of the run to continue.")
     speed = speed_kwargs(args, args.device)
     dset, test, teacher, tpath = _load_inputs(args.data, args.test, args.teacher, ipc=args.ipc, arch=args.arch, device=args.device)
     meta, device = getattr(teacher, 'teacher_meta', {}) or {}, args.device
     out = Path(args.out) if args.out else Path(f"gift-eval-{datetime.datetime.now():%Y%m%d-%H%M%S}")
-    out.mkdir(parents=True, exist_ok=True)
-    console = Console()
+    console = Console(quiet=not is_main())
     title = (f"{dset.meta.get('source', 'distilled set')} · {dset.meta.get('method', '?')} IPC {int(dset.class_counts.min())} · "
              f"{args.arch} · {args.opt}{f' lr {args.lr:g}' if args.lr else ''} · {args.epochs} epochs")
     config = dict(vars(args), data=str(args.data or asset_path('data')), test=str(args.test or asset_path('test')),
                   teacher=str(tpath), losses=losses, n_train=len(dset), n_test=len(test), classes=dset.classes,
                   set_meta=dset.meta, teacher_acc=meta.get('valid_acc'), title=title, torch=torch.__version__)
+    runs = finished_runs(out, config, args.resume)
+    out.mkdir(parents=True, exist_ok=True)
+    main = is_main()  # in a launch of several processes only rank 0 prints and writes
     console.print(f"[bold]gift-eval[/bold]: {len(dset)} images ({dset.n_classes} classes), test {len(test)}, "
                   f"teacher {meta.get('arch', type(teacher).__name__)}"
                   + (f" (accuracy {100 * meta['valid_acc']:.1f}%)" if meta.get('valid_acc') is not None else '') + f" -> {out}/")
-    runs, t0 = [], time.time()
+    if args.resume:
+        part = sorted(str(p.relative_to(out)) for p in (out / 'checkpoints').rglob('*.pth'))
+        console.print(f"resuming: {len(runs)} finished run(s) kept" + (f", continuing {', '.join(part)}" if part else ''))
+    t0 = time.time()
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TimeRemainingColumn(), console=console, transient=False) as prog:
         for loss in losses:
-            task = prog.add_task(f"{loss:>8}", total=args.epochs * args.repeats)
+            done = [r for r in runs if r['loss'] == loss]
+            task = prog.add_task(f"{loss:>8}", total=args.epochs * args.repeats, completed=args.epochs * len(done))
             def _save(run, loss=loss):
-                runs.append(dict(run, loss=loss)); write_results(out, runs, config)
+                runs.append(dict(run, loss=loss))
+                if main: write_results(out, runs, config)
             evaluate_distilled(dset, test, args.arch, loss=loss, teacher=teacher, epochs=args.epochs, repeats=args.repeats,
                                opt=args.opt, lr=args.lr, wd=args.wd, seed=args.seed, eval_every=args.eval_every, bs=args.bs, device=device,
-                               cbs=[_RichEpochs(prog, task)], on_run=_save, **speed)
+                               cbs=[_RichEpochs(prog, task)], on_run=_save, done=done, checkpoint_every=max(1, args.checkpoint_every),
+                               checkpoint=out / 'checkpoints' / loss if args.checkpoint_every else None, **speed)
+    runs.sort(key=lambda r: (losses.index(r['loss']), r['repeat']))
+    if not main: return 0
+    remove_empty(out / 'checkpoints')
     res = write_results(out, runs, config)
     console.print(results_table(res['summary'], title))
     console.print(f"wrote {out / 'results.csv'}, {out / 'results.json'}, {out / 'results.png'} in {time.time() - t0:.0f} s")
@@ -281,6 +330,8 @@ def distill_parser() -> argparse.ArgumentParser:
     a('--store-soft', action='store_true', help="rded: also store the teacher's logits on the distilled images")
     a('--out', required=True, help="the set file to write (.safetensors)")
     a('--folder', default=None, help="also export the images as RDED-style folders here")
+    a('--resume', action='store_true', help="rded: continue a killed run from the classes finished in <out>.parts "
+      "(same set as an uninterrupted run)")
     return p
 
 def gift_distill(argv=None) -> int:
@@ -302,6 +353,9 @@ def _gift_distill(args) -> int:
     out = Path(args.out)
     if not out.parent.exists(): raise InputError(f"--out {out}: folder {out.parent} does not exist.")
     console, t0 = Console(), time.time()
+    parts = out.with_name(out.name + '.parts')  # rded's finished classes, until the set is written
+    if parts.exists() and any(parts.iterdir()) and not args.resume:
+        raise InputError(f"{parts} holds the classes of a killed run: add --resume to continue it, or delete that folder.")
     if args.method == 'random': dset = random_subset(train, args.ipc, seed=args.seed)
     else:
         if args.teacher is None: raise InputError("--method rded needs --teacher (a file written by save_teacher).")
@@ -311,9 +365,10 @@ def _gift_distill(args) -> int:
         with Progress(console=console) as prog:
             task = prog.add_task("rded: classes", total=train.n_classes)
             dset = rded(train, teacher, args.ipc, factor=args.factor, n_candidates=args.candidates, n_crops=args.crops,
-                        seed=args.seed, device=args.device, store_soft=args.store_soft,
+                        seed=args.seed, device=args.device, store_soft=args.store_soft, checkpoint=parts,
                         progress=lambda i, n: prog.update(task, completed=i))
     dset.save(out)
+    if parts.exists(): shutil.rmtree(parts)
     if args.folder: export_folders(dset, args.folder)
     console.print(f"{dset} -> {out}{' and ' + args.folder if args.folder else ''} in {time.time() - t0:.1f} s")
     return 0

@@ -21,12 +21,14 @@ from fastai.callback.core import Callback
 from fastai.torch_core import set_seed, default_device
 from .core import InputError, InputTypeError, check_choice
 from .data import DistilledSet, _atomic_write
+from .checkpoint import run_checkpoints, remove_empty
+from .distributed import is_main
 from .losses import loss_registry
 from .models import create_student
 from .callbacks import TeacherRelabel
 from .learner import OPTIMIZERS, default_lr, evaluate_distilled
 from .experiments import _fmt, _plt, _save, _versions
-from .cli import load_set, _load_inputs, HelpFormatter, _RichEpochs, _fail, add_speed_args, speed_kwargs
+from .cli import load_set, _load_inputs, HelpFormatter, _RichEpochs, _fail, add_speed_args, speed_kwargs, add_resume_args, check_checkpoint_every
 
 # %% ../nbs/14_continual.ipynb #0ae20eed
 def _int(v, what:str, lo:int=1) -> int:
@@ -227,7 +229,7 @@ def _check_set(s, what:str, like:DistilledSet|None=None):
     except InputError as e: raise InputError(f"{what}: {e}") from None
 
 @delegates(evaluate_distilled, but=['dset', 'test', 'arch', 'loss', 'teacher', 'epochs', 'repeats', 'opt', 'seed', 'eval_every',
-                                    'lr', 'wd', 'arch_kwargs', 'cbs', 'on_run', 'dls_kwargs'])
+                                    'lr', 'wd', 'arch_kwargs', 'cbs', 'on_run', 'dls_kwargs', 'checkpoint', 'done'])
 def continual_run(dset:DistilledSet, # The distilled set: the memory ('distilled') and GDumb's default stream
                   test:DistilledSet, # The real test set (every class)
                   teacher=None, # The teacher (`nn.Module` or a list), or None/'stored' for the set's stored soft labels
@@ -250,6 +252,8 @@ def continual_run(dset:DistilledSet, # The distilled set: the memory ('distilled
                   on_step=None, # Called as on_step(row) after each trained step
                   stop_after:int|None=None, # Train at most this many steps, then return (the rest stays to do)
                   console=None, # A rich `Console` for progress; None trains silently
+                  checkpoint_every:int=10, # Epochs between checkpoints of a step (out/checkpoints); 0 or no `out`: none
+                  resume:bool=False, # Continue an unfinished step from its checkpoint; False: it starts over
                   **kwargs # Passed to `evaluate_distilled`: bs, aug, device, loss_kwargs, progress, precision, channels_last
                  ) -> pd.DataFrame: # The rows of this configuration (finished before and now), typed
     "Class-incremental learning on a distilled set: per step, a fresh student trained on the memory and tested on the seen classes."
@@ -305,19 +309,25 @@ def continual_run(dset:DistilledSet, # The distilled set: the memory ('distilled
             if prog is not None:
                 step_cbs.append(_RichEpochs(*prog))
                 prog[0].update(prog[1], description=f"{row['loss']} r{r} step {row['step']}/{steps}")
+            def _record(run, row=row):  # saved before evaluate_distilled removes the step's checkpoint
+                row = finished['row'] = dict(row, classes_seen=len(seen), memory_size=len(mem), n_test=len(tst), acc=run['final_acc'],
+                           best_acc=run['best_acc'], seconds=round(run['seconds'], 2), device=dev,
+                           finished=time.strftime('%Y-%m-%dT%H:%M:%S'), **vers)
+                if path is not None and is_main(): _append(path, row)
+                done[_key(row)] = {k: _cell(row[k]) for k in COLUMNS}
+            finished = {}
             if len(seen) == 1:  # one class seen: the only prediction the mask allows is right; nothing to train
-                run = dict(final_acc=1.0, best_acc=1.0, seconds=0.0)
+                run = dict(final_acc=1.0, best_acc=1.0, seconds=0.0); _record(run)
                 if prog is not None: prog[0].advance(prog[1], epochs)
             else:
+                ck = run_checkpoints(path.parent / 'checkpoints', _key(row), resume) if path is not None and checkpoint_every else None
                 res = evaluate_distilled(mem, tst, copy.deepcopy(templates[r]), loss=row['loss'], teacher=teacher, epochs=epochs,
                                          repeats=1, opt=opt, lr=lr, wd=wd, seed=row['seed'], eval_every=eval_every or epochs,
-                                         cbs=step_cbs, dls_kwargs=dict(empty_ok=True), **kwargs)
+                                         cbs=step_cbs, dls_kwargs=dict(empty_ok=True), on_run=_record, checkpoint=ck,
+                                         checkpoint_every=max(1, checkpoint_every), **kwargs)
                 run = res['runs'][0]
-            row = dict(row, classes_seen=len(seen), memory_size=len(mem), n_test=len(tst), acc=run['final_acc'],
-                       best_acc=run['best_acc'], seconds=round(run['seconds'], 2), device=dev,
-                       finished=time.strftime('%Y-%m-%dT%H:%M:%S'), **vers)
-            if path is not None: _append(path, row)
-            done[_key(row)] = {k: _cell(row[k]) for k in COLUMNS}
+                if path is not None and is_main(): remove_empty(path.parent / 'checkpoints')
+            row = finished['row']
             if prog is not None:
                 prog[0].console.print(f"  {row['loss']} repeat {r} step {row['step']}: {len(seen)} classes, memory "
                                       f"{len(mem)}, acc {100 * run['final_acc']:.2f}% ({run['seconds']:.0f} s)")
@@ -407,7 +417,7 @@ def continual_parser() -> argparse.ArgumentParser:
     a('--bs', type=int, default=None, help="batch size (default: the paper's rule from the memory's size)")
     a('--eval-every', type=int, default=None, help="also test every N epochs (default: once, at the end of each step)")
     a('--out', default='gift-continual', help="output folder; re-running with the same folder skips finished steps")
-    return add_speed_args(p)
+    return add_resume_args(add_speed_args(p), 'steps')
 
 def gift_continual(argv=None) -> int:
     "The `gift-continual` command; returns the exit code (0, or 2 for a bad argument)."
@@ -439,13 +449,14 @@ def _gift_continual(args) -> int:
                          "of the seen classes).")
     if args.lr is not None and not args.lr > 0: raise InputError(f"--lr must be > 0, got {args.lr}.")
     if args.wd is not None and not args.wd >= 0: raise InputError(f"--wd must be >= 0, got {args.wd}.")
+    check_checkpoint_every(args.checkpoint_every)
     speed = speed_kwargs(args, args.device)
     dset, test, teacher, tpath = _load_inputs(args.data, args.test, args.teacher, ipc=args.ipc, arch=args.arch, device=args.device)
     ClassIncremental(dset.n_classes, args.steps)  # --steps against the class count, before anything trains
     stream = _load_stream(args.stream, dset) if args.stream is not None else None
     out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
     read_continual(out / 'results.csv')  # an old file of another schema fails now, not after a step
-    console, t0 = Console(), time.time()
+    console, t0 = Console(quiet=not is_main()), time.time()
     meta = getattr(teacher, 'teacher_meta', {}) or {}
     title = ' · '.join(str(v) for v in (dset.meta.get('source'), dset.meta.get('method'), f"{args.steps} steps",
                        f"gdumb budget {args.budget or len(dset)}" if args.memory == 'gdumb' else 'distilled memory', args.arch,
@@ -459,9 +470,11 @@ def _gift_continual(args) -> int:
     rows = continual_run(dset, test, teacher, steps=args.steps, losses=losses, arch=args.arch, epochs=args.epochs,
                          repeats=args.repeats, seed=args.seed, memory=args.memory, budget=args.budget, stream=stream,
                          order_seed=args.order_seed, opt=args.opt, lr=args.lr, wd=args.wd, eval_every=args.eval_every,
-                         out=out, names=names, console=console, bs=args.bs, device=args.device, **speed)
+                         out=out, names=names, console=console, bs=args.bs, device=args.device,
+                         checkpoint_every=args.checkpoint_every, resume=args.resume, **speed)
     summary = continual_summary(rows)
     console.print(continual_table(summary, title))
+    if not is_main(): return 0
     png = plot_continual(summary, out / 'accuracy_vs_classes.png', title)
     console.print(f"wrote {out / 'results.csv'}, {png} in {time.time() - t0:.0f} s")
     return 0

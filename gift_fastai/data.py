@@ -26,6 +26,7 @@ import fastai.vision.data  # noqa: F401  (registers show_batch/show_results for 
 from fasttransform import Transform, DisplayedTransform
 from fasttransform.cast import explode_types
 from .core import InputError, InputTypeError, check_tensor, check_finite, check_labels, check_choice
+from .distributed import process_device
 
 # %% ../nbs/05_data.ipynb #e03ce73b
 class TensorSoftLabel(TensorBase):
@@ -410,7 +411,7 @@ class _Triplets:
 class DistilledDL(TfmdDL):
     "A `TfmdDL` over a `DistilledSet` kept on the device: a batch is a gather by index, then fastai's batch transforms."
     def __init__(self, dataset:_Triplets, bs:int=64, shuffle:bool=False, device=None, seed:int|None=None, num_workers=0, **kwargs):
-        device = torch.device(device) if device is not None else default_device()
+        device = process_device(device)  # fastai's default device; in a launch on GPUs, this process's GPU
         self._x, self._y, self._t = dataset.dset.images.to(device), dataset.dset.labels.to(device), dataset.soft.to(device)
         super().__init__(dataset, bs=bs, shuffle=shuffle, num_workers=0, device=device, **kwargs)
         if seed is not None: self.rng.seed(seed)
@@ -446,7 +447,7 @@ def distilled_dls(dset:DistilledSet, # The training set (distilled)
                   valid:DistilledSet|None=None, # A labelled validation/test set (real), or None
                   bs:int|None=None, # Batch size; None applies `paper_bs(len(dset))`
                   aug='gift', # Batch augmentation: a DSA strategy name or list, a fastai Transform, or None
-                  device=None, # Training device (default: fastai's `default_device()`)
+                  device=None, # Training device (default: fastai's `default_device()`; in a launch on GPUs, this process's GPU)
                   seed:int|None=None, # Seeds shuffling and augmentation
                   valid_bs:int=256, # Validation batch size
                   mean=None, std=None, # Normalisation stats (default: the set's, see `DistilledSet.stats`)

@@ -9,12 +9,14 @@ __all__ = ['random_subset', 'sample_boxes', 'crop_resize', 'select_crops', 'stit
 
 # %% ../nbs/10_distill.ipynb #eb00b01d
 import math
+from pathlib import Path
 import numpy as np
 import torch, torch.nn as nn, torch.nn.functional as F
 from torchvision.ops import roi_align
 from .core import InputError, InputTypeError
 from .data import DistilledSet
 from .callbacks import check_class_counts
+from .checkpoint import save_checkpoint
 
 # %% ../nbs/10_distill.ipynb #1a2bb1b4
 def _check_set(dset, what='train'):
@@ -108,6 +110,17 @@ def _device_of(m:nn.Module, device):
     p = next(m.parameters(), None)
     return p.device if p is not None else torch.device('cpu')
 
+def _load_class(path:Path, settings:dict) -> dict:
+    "One class saved by an earlier `rded` run into its checkpoint folder, checked to come from the same settings."
+    try: st = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e:
+        raise InputError(f"{path} cannot be read ({type(e).__name__}): delete it to redo that class.") from None
+    if st.get('settings') != settings:
+        diff = next(k for k in settings if st.get('settings', {}).get(k) != settings[k])
+        raise InputError(f"{path} was written by an rded run with {diff}={st.get('settings', {}).get(diff)!r} (now "
+                         f"{settings[diff]!r}): resume with the same settings, or delete {path.parent}.")
+    return st
+
 def rded(train:DistilledSet, # The real training set (labelled)
          teacher:nn.Module, # A trained classifier of the set's classes, in the set's class order
          ipc:int, # Distilled images per class
@@ -119,7 +132,8 @@ def rded(train:DistilledSet, # The real training set (labelled)
          device=None, # Where the teacher runs (default: its parameters' device)
          mean=None, std=None, # The teacher's normalisation (default: `teacher.teacher_meta`, else the set's stats)
          store_soft:bool=False, # Also store the teacher's logits on the distilled images
-         progress=None # Called as progress(class_index, n_classes) after each class (the CLI's progress bar)
+         progress=None, # Called as progress(class_index, n_classes) after each class (the CLI's progress bar)
+         checkpoint=None # A folder: each finished class is saved there, and classes found there are not redone
         ) -> DistilledSet:
     "RDED (CVPR 2024): per class, the crops the teacher finds most typical, one per real image, stitched f×f."
     _check_set(train)
@@ -140,9 +154,19 @@ def rded(train:DistilledSet, # The real training set (labelled)
     g = torch.Generator().manual_seed(seed)
     pad = ((H - s) // 2, H - s - (H - s) // 2)
     out_imgs, sel_scores, all_scores = [], [], []
+    settings = dict(ipc=ipc, factor=f, n_candidates=n_candidates, n_crops=n_crops, seed=seed, bs=bs, n_train=len(train),
+                    classes=train.n_classes, mean=mean.flatten().tolist(), std=std.flatten().tolist())
+    if checkpoint is not None: checkpoint = Path(checkpoint); checkpoint.mkdir(parents=True, exist_ok=True)
     try:
         with torch.no_grad():  # (not inference_mode: the set it returns must be usable under autograd)
             for c, ci in enumerate(idx):
+                part = None if checkpoint is None else checkpoint / f'class{c:05d}.pt'
+                if part is not None and part.exists():  # finished by an earlier, killed run: its crops and the draws after them
+                    st = _load_class(part, settings)
+                    out_imgs.append(st['images']); sel_scores.append(st['selected']); all_scores.append(st['scores'])
+                    g.set_state(st['rng'])
+                    if progress is not None: progress(c + 1, train.n_classes)
+                    continue
                 cand = ci[torch.randperm(len(ci), generator=g)[:n_candidates]]
                 imgs = train.images[cand].to(device).float().div_(255)              # [n, C, H, W] in [0, 1]
                 n = len(cand)
@@ -161,6 +185,9 @@ def rded(train:DistilledSet, # The real training set (labelled)
                 best = crop_resize(imgs, img_of[k.to(device)], boxes[k.to(device)], s)
                 out_imgs.append((stitch(best, ipc, f) * 255).round_().clamp_(0, 255).to(torch.uint8).cpu())
                 sel_scores.append(scores[im, cr]); all_scores.append(scores.flatten())
+                if part is not None:
+                    save_checkpoint(part, dict(settings=settings, images=out_imgs[-1], selected=sel_scores[-1],
+                                               scores=all_scores[-1], rng=g.get_state()))
                 if progress is not None: progress(c + 1, train.n_classes)
             images = torch.cat(out_imgs)
             labels = torch.arange(train.n_classes).repeat_interleave(ipc)

@@ -17,10 +17,12 @@ import pandas as pd
 import torch
 from .core import InputError, check_choice
 from .data import _atomic_write
+from .checkpoint import run_checkpoints, remove_empty
+from .distributed import is_main
 from .losses import loss_registry
 from .learner import OPTIMIZERS, default_lr, evaluate_distilled
 from .callbacks import Refine
-from .cli import asset_path, load_set, first_per_class, HelpFormatter, _RichEpochs, _fail, add_speed_args, speed_kwargs
+from .cli import asset_path, load_set, first_per_class, HelpFormatter, _RichEpochs, _fail, add_speed_args, speed_kwargs, add_resume_args, check_checkpoint_every
 
 # %% ../nbs/12_experiments.ipynb #b7b187fa
 AXES = ('data', 'ipc', 'arch', 'loss', 'refine', 'gamma', 'opt', 'lr', 'wd')
@@ -340,11 +342,15 @@ def run_grid(cells:list, # Cells from `expand_grid`
              device=None, bs:int|None=None, eval_every:int|None=None,
              console=None, # A rich `Console` for progress; None trains silently
              stop_after:int|None=None, # Train at most this many runs, then return (the rest stays to do)
+             checkpoint_every:int=10, # Epochs between checkpoints of a run (out/checkpoints); 0: none
+             resume:bool=False, # Continue an unfinished run from its checkpoint; False: it starts over
              **kwargs # Speed options of `evaluate_distilled`: precision, teacher_precision, channels_last
             ) -> list: # Every row of `results.csv` afterwards
     "Train every (cell, repeat) not yet in `out/results.csv`, appending each run's row as it finishes."
     for k, v in dict(epochs=epochs, repeats=repeats).items():
         if not (isinstance(v, int) and v >= 1): raise InputError(f"{k} must be an integer >= 1, got {v!r}.")
+    if not (isinstance(checkpoint_every, int) and checkpoint_every >= 0):
+        raise InputError(f"checkpoint_every must be an integer >= 0 (0: no checkpoints), got {checkpoint_every!r}.")
     if not cells: raise InputError("the grid has no cells: every combination was left out (see the notes) or no axis was given.")
     out = Path(out); out.mkdir(parents=True, exist_ok=True); path = out / 'results.csv'
     sets, t, test_set, tname, testname = _load_all(cells, teacher, test)
@@ -373,12 +379,16 @@ def run_grid(cells:list, # Cells from `expand_grid`
             if row['loss'] == 'gift': kw = dict(refine=row['refine'] == 'on', **({} if row['gamma'] is None else dict(gamma=row['gamma'])))
             elif row['refine'] == 'on': cbs.append(Refine(gamma=row['gamma']))
             if prog is not None: cbs.append(_RichEpochs(prog, task)); prog.update(task, description=cell_label(row, [a for a in AXES if a != 'data']))
+            def _record(run, row=row):  # saved before evaluate_distilled removes the run's checkpoint
+                if is_main(): append_row(path, dict(row, n_train=len(dset), final_acc=run['final_acc'], best_acc=run['best_acc'],
+                                      seconds=round(run['seconds'], 2), device=dev, finished=time.strftime('%Y-%m-%dT%H:%M:%S'), **vers))
+            ck = run_checkpoints(out / 'checkpoints', run_key(row), resume) if checkpoint_every else None
             res = evaluate_distilled(dset, test_set, row['arch'], loss=row['loss'], teacher=t, epochs=epochs, repeats=1,
                                      opt=row['opt'], lr=row['lr'], wd=row['wd'], seed=row['seed'], eval_every=eval_every, bs=bs,
-                                     device=device, loss_kwargs=kw, cbs=cbs, **kwargs)
+                                     device=device, loss_kwargs=kw, cbs=cbs, on_run=_record, checkpoint=ck,
+                                     checkpoint_every=max(1, checkpoint_every), **kwargs)
             run = res['runs'][0]
-            append_row(path, dict(row, n_train=len(dset), final_acc=run['final_acc'], best_acc=run['best_acc'],
-                                  seconds=round(run['seconds'], 2), device=dev, finished=time.strftime('%Y-%m-%dT%H:%M:%S'), **vers))
+            if is_main(): remove_empty(out / 'checkpoints')
             if prog is not None:
                 prog.console.print(f"  {cell_label(row)} repeat {row['repeat']}: final {100 * run['final_acc']:.2f}%, "
                                    f"best {100 * run['best_acc']:.2f}% ({run['seconds']:.0f} s)")
@@ -413,7 +423,7 @@ def ablate_parser() -> argparse.ArgumentParser:
     a('--metric', default='final', choices=['final', 'best'], help="what the table and plots show (best: test-set selection)")
     a('--out', default='gift-ablate', help="output folder; re-running with the same folder skips finished runs")
     a('--dry-run', action='store_true', help="print the runs and exit")
-    return add_speed_args(p)
+    return add_resume_args(add_speed_args(p), 'grid')
 
 def _axis_values(text:str) -> list: return [v.strip() for v in text.split(',') if v.strip()]
 
@@ -434,18 +444,20 @@ def _gift_ablate(args) -> int:
         axes[ax] = vals
     if args.preset is None and 'loss' not in axes: axes['loss'] = ['gift', 'kl']
     notes = []; cells = expand_grid(axes, preset=args.preset, notes=notes)
-    console = Console()
+    console = Console(quiet=not is_main())
     for n in notes: console.print(f"[yellow]note[/yellow]: {n}")
     if args.dry_run:
         for c in cells: console.print(f"  {cell_label(c)} × {args.repeats} repeats")
         console.print(f"{len(cells)} cells, {len(cells) * args.repeats} runs of {args.epochs} epochs -> {args.out}/results.csv")
         return 0
+    check_checkpoint_every(args.checkpoint_every)
     t0 = time.time()
     rows = run_grid(cells, args.out, epochs=args.epochs, repeats=args.repeats, seed=args.seed, teacher=args.teacher,
                     test=args.test, device=args.device, bs=args.bs, eval_every=args.eval_every, console=console,
-                    **speed_kwargs(args, args.device))
+                    checkpoint_every=args.checkpoint_every, resume=args.resume, **speed_kwargs(args, args.device))
     out = Path(args.out)
     summary = summarise_grid(select_rows(rows, cells, epochs=args.epochs, repeats=args.repeats))
+    if not is_main(): return 0
     _atomic_write(out / 'summary.csv', lambda tmp: summary.to_csv(tmp, index=False))
     title = f"gift-ablate{f' {args.preset}' if args.preset else ''} · {args.epochs} epochs"
     console.print(grid_table(summary, args.metric, title=title, paper=PRESETS[args.preset]['paper'] if args.preset else None))

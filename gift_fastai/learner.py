@@ -9,7 +9,8 @@ __all__ = ['OPTIMIZERS', 'opt_func', 'default_lr', 'MultiStepLR', 'hard_accuracy
            'distilled_learner', 'show_results', 'evaluate_distilled']
 
 # %% ../nbs/07_learner.ipynb #18d1bfe8
-import math, sys, time, warnings
+import contextlib, math, sys, time, warnings
+from pathlib import Path
 from functools import partial
 import numpy as np
 import torch, torch.nn as nn
@@ -20,8 +21,7 @@ from fastai.optimizer import OptimWrapper
 from fastai.data.transforms import Normalize
 from fastai.callback.core import Callback, CancelValidException
 from fastai.callback.schedule import ParamScheduler
-from fastai.metrics import AvgMetric
-from fastai.torch_core import set_seed, TensorImage, TensorCategory
+from fastai.torch_core import set_seed, TensorImage, TensorCategory, rank_distrib
 from fastai.data.core import show_results
 from fastai.vision.data import get_grid
 from plum import dispatch
@@ -31,7 +31,9 @@ from .losses import get_loss, LossEpoch, SoftLabelLoss
 from fastai.callback.fp16 import MixedPrecision
 from .callbacks import TeacherRelabel, input_shape, check_class_counts, Autocast, ChannelsLastAll, autocast_for
 from .models import create_student
-from .data import DistilledSet, distilled_dls, TensorSoftLabel
+from .data import DistilledSet, distilled_dls, TensorSoftLabel, paper_bs
+from .checkpoint import Checkpoint
+from .distributed import SampleMetric, world_size, per_process_bs, process_device
 
 # %% ../nbs/07_learner.ipynb #90fac913
 OPTIMIZERS = {
@@ -74,14 +76,17 @@ class MultiStepLR(Callback):
         if getattr(self, 'active', False): self.opt.set_hyper('lr', self.base)
 
 # %% ../nbs/07_learner.ipynb #db6e6835
-def _hard_acc(pred, y_hard, *_): return (pred.argmax(-1) == y_hard).float().mean()
+def _hard_acc(pred, y_hard, *_): return pred.argmax(-1) == y_hard
 def _agree(pred, y_hard, y_soft=None, *_):
     if y_soft is None: raise InputError("teacher_agreement needs (y_hard, y_soft) targets.")
-    return (pred.argmax(-1) == y_soft.argmax(-1)).float().mean()
+    return pred.argmax(-1) == y_soft.argmax(-1)
 
-def hard_accuracy(): "Top-1 accuracy on the hard label of `(y_hard, y_soft)` targets."; return AvgMetric(_hard_acc)
-def teacher_agreement(): "Top-1 agreement of the student with the soft label (the teacher's, with `TeacherRelabel(valid=True)`)."; return AvgMetric(_agree)
-for f, n in ((_hard_acc, 'accuracy'), (_agree, 'teacher_agreement')): f.__name__ = n
+def hard_accuracy():
+    "Top-1 accuracy on the hard label of `(y_hard, y_soft)` targets (per image: exact in distributed runs, see `SampleMetric`)."
+    return SampleMetric(_hard_acc, 'accuracy')
+def teacher_agreement():
+    "Top-1 agreement of the student with the soft label (the teacher's, with `TeacherRelabel(valid=True)`)."
+    return SampleMetric(_agree, 'teacher_agreement')
 
 # %% ../nbs/07_learner.ipynb #bca5a3e6
 _TUNED = None  # the outcome of tune_allocator in this process (it runs once)
@@ -194,6 +199,14 @@ class _EvalEvery(Callback):
         if self.skipped: raise CancelValidException()
     def after_validate(self):  # (fastai calls it after a cancelled validation too)
         if not self.skipped: self.record.append((self.epoch + 1, float(self.learn.recorder.metrics[0].value)))
+    def state_dict(self) -> dict: return dict(record=[list(r) for r in self.record])  # (continued by `Checkpoint`)
+    def load_state_dict(self, sd:dict): self.record = [(int(e), float(a)) for e, a in sd['record']]
+
+def _setting(v):
+    "A run setting as `Checkpoint` compares it: plain values as they are, containers as text, objects by name."
+    if isinstance(v, (str, int, float, bool, type(None))): return v
+    if isinstance(v, (dict, list, tuple)): return repr(v)
+    return getattr(v, 'name', None) or type(v).__name__
 
 def evaluate_distilled(dset:DistilledSet, # The distilled training set
                        test:DistilledSet, # The real test set (labelled)
@@ -210,30 +223,51 @@ def evaluate_distilled(dset:DistilledSet, # The distilled training set
                        on_run=None, # Called as on_run(run_dict) after each repeat: save what is finished
                        dls_kwargs:dict|None=None, # Extra arguments of `distilled_dls` (e.g. `empty_ok=True`, `valid_bs`)
                        precision:str='fp32', teacher_precision:str|None=None, # See `distilled_learner` and `PRECISIONS`
-                       channels_last:bool|None=None # See `distilled_learner` (None: on for the CPU and for bf16/fp16)
+                       channels_last:bool|None=None, # See `distilled_learner` (None: on for the CPU and for bf16/fp16)
+                       checkpoint=None, # A folder: repeat r saves `repeat{r}.pth` there (`Checkpoint`) and continues from it
+                       checkpoint_every:int=10, # Epochs between checkpoints
+                       done:list|None=None, # Runs already finished (dicts of this function's `runs`): those repeats are not trained again
+                       sync_bn:bool=False # In a launch of several processes: SyncBatchNorm across them (CUDA only)
                       ) -> dict:
     "The paper's evaluation protocol: per-repeat final and best test accuracy, and their mean ± population std."
     if repeats < 1 or epochs < 1: raise InputError(f"repeats and epochs must be >= 1, got {repeats} and {epochs}.")
     every = max(1, eval_every or epochs // 4)
     # the student sees what the teacher sees: normalised with the teacher's own training stats when it has them
     mean, std = _teacher_stats([teacher] if isinstance(teacher, nn.Module) else [] if teacher is None or isinstance(teacher, str) else list(teacher)) or (None, None)
+    finished = {int(d['repeat']): dict(d) for d in (done or [])}
+    # launched on several processes (torchrun / accelerate launch): fastai's distrib_ctx, `bs` is the global batch
+    world, rank = world_size(), rank_distrib()
+    gbs = paper_bs(len(dset)) if bs is None else bs
+    if world > 1: device = process_device(device)
+    if sync_bn and process_device(device).type != 'cuda':
+        raise InputError("sync_bn=True needs CUDA GPUs (SyncBatchNorm does not run on the CPU): leave it off, each process then "
+                         "normalises with its own batch statistics.")
     runs = []
     for r in range(repeats):
+        if r in finished: runs.append(finished[r]); continue
         set_seed(seed + r)
-        dls = distilled_dls(dset, valid=test, bs=bs, aug=aug, device=device, seed=seed + r, mean=mean, std=std,
-                            **(dls_kwargs or {}))
+        dls = distilled_dls(dset, valid=test, bs=per_process_bs(gbs, world), aug=aug, device=device, mean=mean, std=std,
+                            seed=seed + r + 1_000_003 * rank, **(dls_kwargs or {}))  # (each process its own augmentations)
         learn = distilled_learner(dls, arch, teacher=teacher, loss=loss, opt=opt, lr=lr, wd=wd, loss_kwargs=loss_kwargs,
                                   arch_kwargs=arch_kwargs, precision=precision, teacher_precision=teacher_precision,
                                   channels_last=channels_last)
         ev = _EvalEvery(every); learn.add_cbs([ev, *L(cbs)])
+        ck = None
+        if checkpoint is not None:
+            settings = dict(arch=arch, loss=loss, opt=opt, lr=lr, wd=wd, seed=seed + r, eval_every=every, bs=gbs, aug=aug,
+                            n_train=len(dset), n_test=len(test), loss_kwargs=loss_kwargs, arch_kwargs=arch_kwargs, precision=precision)
+            ck = Checkpoint(Path(checkpoint) / f'repeat{r}.pth', every=checkpoint_every, meta={k: _setting(v) for k, v in settings.items()})
+            learn.add_cb(ck)
         t0 = time.time()
-        if progress: learn.fit(epochs)
-        else:
-            with learn.no_bar(), learn.no_logging(): learn.fit(epochs)
+        with contextlib.ExitStack() as stack:
+            if world > 1: stack.enter_context(learn.distrib_ctx(sync_bn=sync_bn, cpu=torch.device(dls.device).type == 'cpu'))
+            if not progress: stack.enter_context(learn.no_bar()); stack.enter_context(learn.no_logging())
+            learn.fit(epochs)
         accs = [a for _, a in ev.record]
         runs.append(dict(repeat=r, seed=seed + r, final_acc=accs[-1], best_acc=max(accs), evals=ev.record,
-                         seconds=time.time() - t0))
+                         seconds=ck.elapsed if ck is not None else time.time() - t0))
         if on_run is not None: on_run(runs[-1])
+        if ck is not None and ck.file.exists(): ck.file.unlink()  # the run is saved by on_run
     fin, best = np.array([x['final_acc'] for x in runs]), np.array([x['best_acc'] for x in runs])
     return dict(runs=runs, final_mean=float(fin.mean()), final_std=float(fin.std()), best_mean=float(best.mean()),
                 best_std=float(best.std()), epochs=epochs, eval_every=every, loss=str(loss), arch=str(arch), opt=opt, lr=lr, wd=wd, precision=precision,

@@ -227,3 +227,19 @@ def test_a_precision_the_device_cannot_run_is_refused_before_anything_is_written
     err = capsys.readouterr().err
     assert "--precision fp16" in err and "use 'bf16' on the CPU" in err and len(err.strip().splitlines()) == 1, err
     assert not out.exists()
+
+
+@pytest.mark.parametrize('command', ['gift_fastai.cli:gift_eval', 'gift_fastai.experiments:gift_ablate',
+                                     'gift_fastai.continual:gift_continual'])
+def test_sync_bn_without_cuda_and_a_negative_checkpoint_interval_are_refused(files, tmp_path, capsys, command):
+    import importlib
+    mod, fn = command.split(':')
+    out = tmp_path / 'out'
+    args = ['--test', files['test'], '--teacher', files['teacher'], '--out', str(out), '--device', 'cpu']
+    if fn != 'gift_ablate': args += ['--data', files['data']]
+    f = getattr(importlib.import_module(mod), fn)
+    for extra, msg in ((['--sync-bn'], '--sync-bn needs CUDA GPUs'), (['--checkpoint-every', '-1'], '--checkpoint-every must be >= 0')):
+        assert f(args + extra) == 2
+        err = capsys.readouterr().err
+        assert msg in err and len(err.strip().splitlines()) == 1, err
+        assert not out.exists()

@@ -1,24 +1,83 @@
-"TeacherRelabel in fastai's distributed context: two CPU processes (torchrun, gloo), each relabelling its own shard."
+"""distilled_learner inside fastai's distributed context: two CPU processes (torchrun, gloo). One launch runs
+tests/_dist_checks.py (sharding, relabelling, exact metrics, no validation set, the SyncBatchNorm refusal); another runs
+`gift-eval` itself under torchrun and is compared with the same evaluation in one process."""
 import json, os, subprocess, sys
 from pathlib import Path
+import numpy as np
 import pytest
 
 HERE = Path(__file__).parent
+ENV = dict(os.environ, OMP_NUM_THREADS='1', NO_ALBUMENTATIONS_UPDATE='1')
 
 
-def test_teacher_relabel_under_fastai_distributed(tmp_path):
-    torchrun = Path(sys.executable).with_name('torchrun')
-    if not torchrun.exists(): pytest.skip(f"torchrun not found next to {sys.executable}")
-    env = dict(os.environ, OMP_NUM_THREADS='1', NO_ALBUMENTATIONS_UPDATE='1')
-    p = subprocess.run([str(torchrun), '--standalone', '--nproc_per_node', '2', str(HERE / '_dist_relabel.py'), str(tmp_path)],
-                       env=env, capture_output=True, text=True, timeout=300)
+def torchrun(*args, timeout=600):
+    exe = Path(sys.executable).with_name('torchrun')
+    if not exe.exists(): pytest.skip(f"torchrun not found next to {sys.executable}")
+    p = subprocess.run([str(exe), '--standalone', '--nproc_per_node', '2', *map(str, args)], env=ENV, capture_output=True,
+                       text=True, timeout=timeout)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
-    r0, r1 = (json.loads((tmp_path / f'rank{r}.json').read_text()) for r in (0, 1))
-    for r in (r0, r1):
-        assert r['world'] == 2 and r['wrapped'] == 'DistributedDataParallel', r
-        assert r['batches'] == 4                      # 40 images, bs 10, 2 ranks: 2 batches per rank per epoch, 2 epochs
+    return p
+
+
+@pytest.fixture(scope='module')
+def ranks(tmp_path_factory):
+    out = tmp_path_factory.mktemp('dist')
+    torchrun(HERE / '_dist_checks.py', out)
+    return [json.loads((out / f'rank{r}.json').read_text()) for r in (0, 1)]
+
+
+def test_each_rank_relabels_its_own_shard(ranks):
+    for r in ranks:
+        assert r['world'] == 2 and r['wrapped'] == 'DistributedDataParallel' and r['unwrapped'] == 'ConvNet', r
+        assert r['batches'] == [3, 3, 3] and r['batch_sizes'] == [10, 10, 2]   # 43 images → 22 per rank, bs 10 per process
         assert r['max_soft_err'] < 1e-5               # the soft slot holds the teacher's logits on this rank's batch
         assert r['labels_ok'] and r['teacher_unchanged'] and r['teacher_device'] == 'cpu'
-    assert set(r0['ids_epoch1']).isdisjoint(r1['ids_epoch1'])            # each rank relabels its own shard ...
-    assert sorted(r0['ids_epoch1'] + r1['ids_epoch1']) == list(range(40))  # ... and together they cover the set
-    assert abs(r0['student_sum'] - r1['student_sum']) < 1e-6              # DDP kept the students in sync
+        assert r['logger_back']                       # fastai left rank 1 silent for good; the library gives the logger back
+
+
+def test_shards_cover_the_set_with_fastais_padding_only(ranks):
+    for e in range(3):
+        a, b = ranks[0]['ids'][e], ranks[1]['ids'][e]
+        both = sorted(a + b)
+        assert len(both) == 44 and set(both) == set(range(43))      # every image, each once ...
+        dup = [i for i in set(both) if both.count(i) > 1]
+        assert len(dup) == 1                                       # ... but one: the pad to a multiple of 2 processes
+        assert len(set(a)) == len(a) and len(set(b)) == len(b)
+
+
+def test_metrics_are_exact_on_every_rank(ranks):
+    for r in ranks:
+        assert r['reported_acc'] == pytest.approx(r['exact_acc'], abs=1e-7)   # a count over the 101 images, not 102
+        assert r['single_acc'] == pytest.approx(r['exact_acc'], abs=1e-7) and round(r['exact_acc'] * 101, 4) % 1 == 0
+        assert r['reported_loss'] == pytest.approx(r['exact_loss'], rel=1e-5)
+    assert ranks[0]['exact_acc'] == ranks[1]['exact_acc']
+
+
+def test_both_ranks_end_with_the_same_weights(ranks):
+    assert ranks[0]['weights'] == pytest.approx(ranks[1]['weights'], abs=1e-9, rel=1e-12)
+    assert ranks[0]['bn_weights'] == pytest.approx(ranks[1]['bn_weights'], abs=1e-9, rel=1e-12)
+
+
+def test_no_validation_set_and_sync_bn_on_the_cpu(ranks):
+    for r in ranks:
+        assert r['no_valid_ok']
+        assert 'sync_bn=True needs CUDA' in r['sync_bn_error'] and 'distrib_ctx(sync_bn=False)' in r['sync_bn_error']
+        assert r['bn_kept'] == ['BatchNorm2d']         # refused before fastai converted the layers
+
+
+def test_gift_eval_under_torchrun_matches_one_process(tmp_path):
+    "The command launched on 2 processes: the global batch rule, rank 0 alone writes; accuracy as in one process."
+    from gift_fastai.cli import gift_eval
+    exe = Path(sys.executable).with_name('gift-eval')
+    args = ['--loss', 'gift', '--epochs', '30', '--eval-every', '30', '--repeats', '3', '--checkpoint-every', '0']
+    p = torchrun('--no-python', exe, *args, '--out', tmp_path / 'two')
+    assert p.stdout.count('wrote ') == 1 and p.stdout.count('│ gift │') == 1, p.stdout   # one report, by rank 0
+    assert gift_eval([*args, '--out', str(tmp_path / 'one')]) == 0
+    two, one = (json.loads((tmp_path / d / 'results.json').read_text()) for d in ('two', 'one'))
+    a2, a1 = (np.array([r['final_acc'] for r in d['runs']]) for d in (two, one))
+    assert len(a2) == len(a1) == 3
+    # the same protocol (global batch 50: 25 per process): the means agree within the spread of the repeats
+    noise = max(a1.std(), a2.std(), 0.01)
+    print('final accuracy, 1 process:', a1, '2 processes:', a2)
+    assert abs(a2.mean() - a1.mean()) < 3 * noise, (a1, a2)
+    assert not np.array_equal(a1, a2)                  # two processes draw other augmentations: a different run
