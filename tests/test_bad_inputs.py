@@ -14,6 +14,9 @@ from gift_fastai.augment import DSA
 from gift_fastai.distill import rded, random_subset
 from gift_fastai.teachers import load_teacher, save_teacher, as_teacher
 from gift_fastai.cli import gift_eval, gift_distill
+from gift_fastai.checkpoint import Checkpoint, load_checkpoint
+from gift_fastai.distributed import per_process_bs
+from gift_fastai.learner import evaluate_distilled
 from conftest import C, H, blobs
 
 
@@ -50,6 +53,22 @@ def world(tmp_path_factory):
     six = as_teacher(create_student('convnet3', 6, in_ch=1, img_size=H, width=8), list('abcdef'), *train.stats)
     return dict(dir=d, train=train, teacher=teacher, tfile=save_teacher(teacher, d / 't.safetensors'),
                 six=save_teacher(six, d / 'six.safetensors'), data=train.save(d / 'set.safetensors'))
+
+
+def half(path, obj):
+    "A checkpoint cut in the middle (a kill or a full disk outside our atomic writes)."
+    torch.save(obj, path); b = path.read_bytes(); path.write_bytes(b[:len(b) // 2]); return path
+
+def earlier(root, res):
+    "An --out folder holding an earlier gift-eval's results.json (None: an unreadable one)."
+    (root / 'o').mkdir(); (root / 'o' / 'results.json').write_text('junk' if res is None else __import__('json').dumps(res))
+    return root / 'o'
+
+def eval_args(w, t, out):
+    return ['--data', str(w['data']), '--teacher', str(w['tfile']), '--test', str(w['data']), '--epochs', '1', '--out', str(out)]
+
+def parts(root):
+    (root / 'x.safetensors.parts').mkdir(); (root / 'x.safetensors.parts' / 'class00000.pt').write_bytes(b'x'); return root
 
 
 # (name, what it does with the `world` and a fresh tmp folder, the text the error must contain)
@@ -89,6 +108,16 @@ CASES = [
     ('rded with more images per class than there are', lambda w, t: rded(w['train'], w['teacher'], ipc=50, n_crops=1), 'ipc'),
     ('random subset larger than a class', lambda w, t: random_subset(w['train'], 99), 'ipc'),
     ('export into a non-empty folder', lambda w, t: export_folders(w['train'], rded_dir(t)), 'not empty'),
+    ('checkpoint file missing', lambda w, t: load_checkpoint(t / 'none.pth'), 'does not exist'),
+    ('checkpoint file truncated', lambda w, t: load_checkpoint(half(t / 'c.pth', {'epoch': 1, 'model': torch.zeros(1000)})), 'delete it'),
+    ('checkpoint that is not a fit checkpoint', lambda w, t: load_checkpoint((torch.save({'x': 1}, t / 'x.pth'), t / 'x.pth')[1]),
+     'not a fit checkpoint'),
+    ('checkpoint interval of 0 epochs', lambda w, t: Checkpoint(t / 'c.pth', every=0), 'every must be'),
+    ('global batch that does not split among the processes', lambda w, t: per_process_bs(50, 4), 'multiple of 4'),
+    ('SyncBatchNorm without CUDA', lambda w, t: evaluate_distilled(w['train'], w['train'], epochs=1, repeats=1, device='cpu',
+                                                                   sync_bn=True), 'needs CUDA'),
+    ('rded resumed with other settings', lambda w, t: [rded(w['train'], w['teacher'], ipc=1, n_crops=1, seed=s, checkpoint=t)
+                                                       for s in (0, 1)], 'seed=0'),
 ]
 
 CLI_CASES = [
@@ -100,6 +129,15 @@ CLI_CASES = [
      'not a directory'),
     ('gift-distill: output folder missing', lambda w, t: gift_distill(['--data', str(w['data']), '--method', 'random', '--ipc', '1',
                                                                       '--out', str(t / 'no' / 'x.safetensors')]), 'does not exist'),
+    ('gift-eval: --out of an earlier run, without --resume', lambda w, t: gift_eval(eval_args(w, t, earlier(t, {}))), 'add --resume'),
+    ('gift-eval: --resume with other settings', lambda w, t: gift_eval(eval_args(w, t, earlier(t, {'config': {'epochs': 5}})) +
+                                                                       ['--resume']), 'other settings'),
+    ('gift-eval: --resume over an unreadable results.json', lambda w, t: gift_eval(eval_args(w, t, earlier(t, None)) + ['--resume']),
+     'cannot be read'),
+    ('gift-eval: --sync-bn without CUDA', lambda w, t: gift_eval(eval_args(w, t, t / 'o') + ['--sync-bn', '--device', 'cpu']),
+     'needs CUDA'),
+    ('gift-distill: the parts of a killed run, without --resume', lambda w, t: gift_distill([
+        '--data', str(w['data']), '--teacher', str(w['tfile']), '--out', str(parts(t) / 'x.safetensors')]), 'add --resume'),
     ('gift-distill: rded without a teacher', lambda w, t: gift_distill(['--data', str(w['data']), '--out', str(t / 'x.safetensors')]),
      'needs --teacher'),
 ]
@@ -142,4 +180,4 @@ def test_a_full_disk_leaves_no_half_written_file(world, tmp_path, monkeypatch):
 
 def test_catalogue_size():
     "The count the issue asks for: every case above gives a clear error, a one-line exit 2, or a loud warning."
-    assert len(CASES) + len(CLI_CASES) + 2 >= 35
+    assert len(CASES) + len(CLI_CASES) + 2 >= 50
