@@ -20,7 +20,7 @@ from .core import InputError, check_choice
 from .data import DistilledSet, from_rded_folder, from_gift_pt, _atomic_write
 from .losses import loss_registry
 from .checkpoint import remove_empty
-from .distributed import is_main
+from .distributed import is_main, world_size
 
 # %% ../nbs/11_cli.ipynb #a15cd204
 ASSETS = dict(data='fmnist_rded_ipc10.safetensors', teacher='fmnist_convnet3_teacher.safetensors',
@@ -179,7 +179,7 @@ def check_checkpoint_every(v:int):
     "Refuse a negative --checkpoint-every (the command's error, exit 2)."
     if v < 0: raise InputError(f"--checkpoint-every must be >= 0 (0: no checkpoints), got {v}.")
 
-_FREE = ('out', 'resume', 'checkpoint_every', 'device', 'title', 'torch')  # what may change on --resume
+_FREE = ('out', 'resume', 'checkpoint_every', 'device', 'title', 'torch', 'processes')  # what may change on --resume
 
 def finished_runs(out:Path, config:dict, resume:bool) -> list:
     "The runs of an earlier `gift-eval` in `out` to keep: with `resume`, once its settings are checked; refused without it."
@@ -277,7 +277,8 @@ def _gift_eval(args) -> int:
              f"{args.arch} · {args.opt}{f' lr {args.lr:g}' if args.lr else ''} · {args.epochs} epochs")
     config = dict(vars(args), data=str(args.data or asset_path('data')), test=str(args.test or asset_path('test')),
                   teacher=str(tpath), losses=losses, n_train=len(dset), n_test=len(test), classes=dset.classes,
-                  set_meta=dset.meta, teacher_acc=meta.get('valid_acc'), title=title, torch=torch.__version__)
+                  set_meta=dset.meta, teacher_acc=meta.get('valid_acc'), title=title, torch=torch.__version__,
+                  processes=world_size())
     runs = finished_runs(out, config, args.resume)
     out.mkdir(parents=True, exist_ok=True)
     main = is_main()  # in a launch of several processes only rank 0 prints and writes

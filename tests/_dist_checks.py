@@ -3,8 +3,9 @@
 import json, os, sys
 from pathlib import Path
 import torch, torch.nn as nn, torch.nn.functional as F
-from fastai.callback.core import Callback
-from fastai.torch_core import set_seed
+from fastai.callback.core import Callback, CancelFitException
+from fastai.torch_core import set_seed, distrib_barrier
+from gift_fastai.checkpoint import Checkpoint
 from gift_fastai.core import InputError
 from gift_fastai.data import DistilledSet, distilled_dls
 from gift_fastai.learner import distilled_learner
@@ -80,6 +81,33 @@ def main(out):
     res['bn_kept'] = sorted({type(m).__name__ for m in learn.model.modules() if 'Norm' in type(m).__name__})
     with learn.distrib_ctx(sync_bn=False, cpu=True), learn.no_bar(), learn.no_logging(): learn.fit(1)
     res['bn_weights'] = [float(p.double().sum()) for p in learn.model.parameters()]
+
+    # 4. a checkpointed fit killed after 2 of 4 epochs, continued: the weights of the 2-process fit never stopped
+    class KillAfter(Callback):
+        order = 95  # after Checkpoint wrote epoch 2
+        def after_epoch(self):
+            if self.epoch + 1 == 2: raise CancelFitException()
+    ck = out / 'ck' / 'fit.pth'
+    def fit4(*cbs):
+        set_seed(1)
+        d = distilled_dls(train, valid=valid, bs=10, aug='gift', device='cpu', seed=1 + 1_000_003 * rank)  # DSA: each rank its own
+        l = distilled_learner(d, 'convnet3', teacher=teacher, arch_kwargs=dict(width=8), cbs=list(cbs))
+        with l.distrib_ctx(sync_bn=False, cpu=True), l.no_bar(), l.no_logging(): l.fit(4)
+        return [p.detach().clone() for p in l.model.parameters()]
+    ref = fit4()
+    fit4(Checkpoint(ck, every=1), KillAfter())
+    distrib_barrier()
+    res['ck_files'] = sorted(p.name for p in ck.parent.iterdir())
+    again = fit4(Checkpoint(ck, every=1))
+    res['resumed_equal'] = all(torch.equal(a, b) for a, b in zip(ref, again))
+    # the same, but rank 1's own file lost: it continues from rank 0's generators, and the run is another one
+    ck2 = out / 'ck2' / 'fit.pth'
+    fit4(Checkpoint(ck2, every=1), KillAfter())
+    distrib_barrier()
+    if rank == 0: (out / 'ck2' / 'fit.rank1.pth').unlink()
+    distrib_barrier()
+    other = fit4(Checkpoint(ck2, every=1))
+    res['without_rank_file_differs'] = not all(torch.equal(a, b) for a, b in zip(ref, other))
     (out / f"rank{rank}.json").write_text(json.dumps(res))
 
 

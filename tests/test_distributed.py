@@ -65,6 +65,13 @@ def test_no_validation_set_and_sync_bn_on_the_cpu(ranks):
         assert r['bn_kept'] == ['BatchNorm2d']         # refused before fastai converted the layers
 
 
+def test_a_killed_distributed_fit_continues_from_each_ranks_checkpoint(ranks):
+    for r in ranks:
+        assert r['ck_files'] == ['fit.pth', 'fit.rank1.pth']    # rank 0's file, and rank 1's beside it (its own DSA draws)
+        assert r['resumed_equal']                               # killed after epoch 2, continued: the run never stopped
+        assert r['without_rank_file_differs']                   # rank 1 on rank 0's generators instead: another run
+
+
 def test_gift_eval_under_torchrun_matches_one_process(tmp_path):
     "The command launched on 2 processes: the global batch rule, rank 0 alone writes; accuracy as in one process."
     from gift_fastai.cli import gift_eval
@@ -72,6 +79,7 @@ def test_gift_eval_under_torchrun_matches_one_process(tmp_path):
     args = ['--loss', 'gift', '--epochs', '30', '--eval-every', '30', '--repeats', '3', '--checkpoint-every', '0']
     p = torchrun('--no-python', exe, *args, '--out', tmp_path / 'two')
     assert p.stdout.count('wrote ') == 1 and p.stdout.count('│ gift │') == 1, p.stdout   # one report, by rank 0
+    assert json.loads((tmp_path / 'two' / 'results.json').read_text())['config']['processes'] == 2
     assert gift_eval([*args, '--out', str(tmp_path / 'one')]) == 0
     two, one = (json.loads((tmp_path / d / 'results.json').read_text()) for d in ('two', 'one'))
     a2, a1 = (np.array([r['final_acc'] for r in d['runs']]) for d in (two, one))
@@ -81,3 +89,15 @@ def test_gift_eval_under_torchrun_matches_one_process(tmp_path):
     print('final accuracy, 1 process:', a1, '2 processes:', a2)
     assert abs(a2.mean() - a1.mean()) < 3 * noise, (a1, a2)
     assert not np.array_equal(a1, a2)                  # two processes draw other augmentations: a different run
+
+
+def test_gift_eval_under_accelerate_launch(tmp_path):
+    "accelerate's launcher (its multi-process mode, which runs on gloo without GPUs) starts the command on 2 processes."
+    exe = Path(sys.executable).with_name('accelerate')
+    if not exe.exists(): pytest.skip(f"accelerate not found next to {sys.executable}")
+    p = subprocess.run([str(exe), 'launch', '--multi_gpu', '--num_processes', '2', '--num_machines', '1', '--mixed_precision', 'no',
+                        '--dynamo_backend', 'no', str(Path(sys.executable).with_name('gift-eval')), '--loss', 'gift', '--epochs', '2',
+                        '--repeats', '1', '--out', str(tmp_path)], env=ENV, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    res = json.loads((tmp_path / 'results.json').read_text())
+    assert res['config']['processes'] == 2 and len(res['runs']) == 1 and p.stdout.count('│ gift │') == 1

@@ -93,34 +93,23 @@ def test_gift_distill_resumes_a_killed_rded_run(tmp_path, capsys):
     assert a.meta == b.meta
 
 
-def test_gift_ablate_resumes_a_killed_run(files, tmp_path, epochs_trained):
+@pytest.mark.parametrize('name,command,extra,key', [
+    ('gift-ablate', gift_ablate, ['--loss', 'gift,kl'], lambda r: (r['loss'], r['final_acc'], r['best_acc'])),
+    ('gift-continual', gift_continual, ['--loss', 'gift', '--steps', '2'], lambda r: (r['step'], r['acc'], r['best_acc'])),
+])
+def test_grid_commands_resume_a_killed_run(files, tmp_path, epochs_trained, name, command, extra, key):
+    "Two runs of 40 epochs (two losses; two steps); killed in one of them, continued with --resume."
     E = 40
-    args = lambda out: ['--data', files['data'], '--test', files['test'], '--teacher', files['teacher'], '--loss', 'gift,kl',
+    args = lambda out: ['--data', files['data'], '--test', files['test'], '--teacher', files['teacher'], *extra,
                         '--epochs', str(E), '--repeats', '1', '--checkpoint-every', '3', '--out', str(out)]
     out = tmp_path / 'killed'
-    kill_when([exe('gift-ablate'), *args(out)], lambda: bool(pths(out / 'checkpoints')))
+    kill_when([exe(name), *args(out)], lambda: bool(pths(out / 'checkpoints')))
     k = load_checkpoint(pths(out / 'checkpoints')[0])['epoch']
     rows = list(csv.DictReader(open(out / 'results.csv'))) if (out / 'results.csv').exists() else []
     epochs_trained[0] = 0
-    assert gift_ablate(args(out) + ['--resume']) == 0
+    assert command(args(out) + ['--resume']) == 0
     assert epochs_trained[0] == 2 * E - len(rows) * E - k              # the unfinished run continued from epoch k
-    assert gift_ablate(args(tmp_path / 'ref')) == 0
-    key = lambda d: sorted((r['loss'], r['final_acc'], r['best_acc']) for r in csv.DictReader(open(d / 'results.csv')))
-    assert key(out) == key(tmp_path / 'ref') and len(key(out)) == 2
     assert not (out / 'checkpoints').exists()
-
-
-def test_gift_continual_resumes_a_killed_run(files, tmp_path, epochs_trained):
-    E = 40
-    args = lambda out: ['--data', files['data'], '--test', files['test'], '--teacher', files['teacher'], '--loss', 'gift',
-                        '--steps', '2', '--epochs', str(E), '--repeats', '1', '--checkpoint-every', '3', '--out', str(out)]
-    out = tmp_path / 'killed'
-    kill_when([exe('gift-continual'), *args(out)], lambda: bool(pths(out / 'checkpoints')))
-    k = load_checkpoint(pths(out / 'checkpoints')[0])['epoch']
-    rows = list(csv.DictReader(open(out / 'results.csv'))) if (out / 'results.csv').exists() else []
-    epochs_trained[0] = 0
-    assert gift_continual(args(out) + ['--resume']) == 0
-    assert epochs_trained[0] == 2 * E - len(rows) * E - k
-    assert gift_continual(args(tmp_path / 'ref')) == 0
-    key = lambda d: [(r['step'], r['acc'], r['best_acc']) for r in csv.DictReader(open(d / 'results.csv'))]
-    assert key(out) == key(tmp_path / 'ref') and len(key(out)) == 2
+    assert command(args(tmp_path / 'ref')) == 0                        # the same, never stopped
+    table = lambda d: sorted(key(r) for r in csv.DictReader(open(d / 'results.csv')))
+    assert table(out) == table(tmp_path / 'ref') and len(table(out)) == 2
