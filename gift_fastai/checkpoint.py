@@ -9,7 +9,7 @@ __all__ = ['rng_states', 'set_rng_states', 'stateful_parts', 'fit_state', 'load_
            'remove_empty', 'run_checkpoints', 'Checkpoint']
 
 # %% ../nbs/16_checkpoint.ipynb #381f0421
-import hashlib, random, shutil, time
+import hashlib, random, shutil, time, warnings
 from pathlib import Path
 import numpy as np
 import torch
@@ -98,6 +98,8 @@ def remove_empty(folder):
 def run_checkpoints(root, key, resume:bool=True) -> Path:
     "The checkpoint folder of one run of a grid: `root`/<hash of `key`>; without `resume` an old one is removed (that run starts over)."
     d = Path(root) / hashlib.sha1(repr(tuple(key)).encode()).hexdigest()[:16]
+    if not resume and any(d.glob('*.pth')):
+        warnings.warn(f"{d} holds the checkpoint of an unfinished run, which starts over: pass resume=True (--resume) to continue it.", stacklevel=2)
     if not resume and d.exists(): shutil.rmtree(d)
     return d
 

@@ -26,10 +26,11 @@ def is_main() -> bool:
     return rank_distrib() == 0
 
 def process_device(device=None) -> torch.device:
-    "`device`, else this process's: `cuda:LOCAL_RANK` in a launch on GPUs, else fastai's `default_device()`."
-    if device is not None: return torch.device(device)
-    if world_size() > 1 and torch.cuda.is_available(): return torch.device('cuda', int(os.environ.get('LOCAL_RANK', 0)))
-    return default_device()
+    "This process's device: in a launch on GPUs `cuda:LOCAL_RANK` (for None or a bare 'cuda'), else `device` or fastai's default."
+    local = world_size() > 1 and torch.cuda.is_available()
+    d = torch.device(device) if device is not None else torch.device('cuda') if local else default_device()
+    if local and d.type == 'cuda' and d.index is None: return torch.device('cuda', int(os.environ.get('LOCAL_RANK', 0)))
+    return d
 
 def per_process_bs(bs:int, world:int|None=None) -> int:
     "The global batch rule: a global batch of `bs` images is `bs / world` per process (one optimizer step, same lr)."
