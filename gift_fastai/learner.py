@@ -246,7 +246,7 @@ def evaluate_distilled(dset:DistilledSet, # The distilled training set
     for r in range(repeats):
         if r in finished: runs.append(finished[r]); continue
         set_seed(seed + r)
-        dls = distilled_dls(dset, valid=test, bs=per_process_bs(gbs, world), aug=aug, device=device, mean=mean, std=std,
+        dls = distilled_dls(dset, valid=test, bs=per_process_bs(gbs, world) if world > 1 else bs, aug=aug, device=device, mean=mean, std=std,
                             seed=seed + r + 1_000_003 * rank, **(dls_kwargs or {}))  # (each process its own augmentations)
         learn = distilled_learner(dls, arch, teacher=teacher, loss=loss, opt=opt, lr=lr, wd=wd, loss_kwargs=loss_kwargs,
                                   arch_kwargs=arch_kwargs, precision=precision, teacher_precision=teacher_precision,
