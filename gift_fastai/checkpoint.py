@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from fastai.callback.core import Callback, CancelEpochException
 from fastai.torch_core import get_model, rank_distrib
+from fastai.distributed import DistributedDL
 from .core import InputError
 from .data import _atomic_write
 
@@ -37,7 +38,7 @@ def set_rng_states(st:dict):
 # %% ../nbs/16_checkpoint.ipynb #39ec964d
 def _own(o, name:str) -> bool: return callable(getattr(type(o), name, None))
 
-def _inner(dl): return getattr(dl, 'dl', dl) if type(dl).__name__ == 'DistributedDL' else dl  # fastai's DDP wrapper
+def _inner(dl): return dl.dl if isinstance(dl, DistributedDL) else dl  # the loader inside fastai's DDP wrapper
 
 def stateful_parts(learn) -> dict:
     "The callbacks and loader batch transforms of `learn` that define `state_dict`/`load_state_dict`, by a stable name."
@@ -75,7 +76,9 @@ def save_checkpoint(path, state:dict) -> Path:
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     return _atomic_write(path, lambda tmp: torch.save(state, tmp))
 
-def load_checkpoint(path) -> dict:
+def load_checkpoint(path, need=('epoch', 'n_epoch', 'model', 'opt'), # The keys it must hold (default: a fit's)
+                    what:str='fit' # What kind of checkpoint that is, for the error
+                   ) -> dict:
     "Read a checkpoint written by `save_checkpoint` (tensors and plain data only: `weights_only`), on the CPU."
     path = Path(path)
     if not path.is_file(): raise InputError(f"checkpoint {path} does not exist: check the path, or start the run without resuming.")
@@ -83,8 +86,8 @@ def load_checkpoint(path) -> dict:
     except Exception as e:
         raise InputError(f"checkpoint {path} cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:120]}): "
                          f"delete it to start that run over.") from None
-    if not isinstance(st, dict) or not {'epoch', 'n_epoch', 'model', 'opt'} <= set(st):
-        raise InputError(f"checkpoint {path} is not a fit checkpoint (keys {sorted(st)[:6] if isinstance(st, dict) else type(st).__name__}): "
+    if not isinstance(st, dict) or not set(need) <= set(st):
+        raise InputError(f"checkpoint {path} is not a {what} checkpoint (keys {sorted(st)[:6] if isinstance(st, dict) else type(st).__name__}): "
                          f"delete it, or point to a file written by Checkpoint.")
     return st
 
@@ -98,9 +101,10 @@ def remove_empty(folder):
 def run_checkpoints(root, key, resume:bool=True) -> Path:
     "The checkpoint folder of one run of a grid: `root`/<hash of `key`>; without `resume` an old one is removed (that run starts over)."
     d = Path(root) / hashlib.sha1(repr(tuple(key)).encode()).hexdigest()[:16]
-    if not resume and any(d.glob('*.pth')):
-        warnings.warn(f"{d} holds the checkpoint of an unfinished run, which starts over: pass resume=True (--resume) to continue it.", stacklevel=2)
-    if not resume and d.exists(): shutil.rmtree(d)
+    if not resume and d.exists():
+        if any(d.glob('*.pth')):
+            warnings.warn(f"{d} holds the checkpoint of an unfinished run, which starts over: pass resume=True (--resume) to continue it.", stacklevel=2)
+        shutil.rmtree(d)
     return d
 
 # %% ../nbs/16_checkpoint.ipynb #16c905ca

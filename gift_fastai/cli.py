@@ -272,7 +272,8 @@ def _gift_eval(args) -> int:
     dset, test, teacher, tpath = _load_inputs(args.data, args.test, args.teacher, ipc=args.ipc, arch=args.arch, device=args.device)
     meta, device = getattr(teacher, 'teacher_meta', {}) or {}, args.device
     out = Path(args.out) if args.out else Path(f"gift-eval-{datetime.datetime.now():%Y%m%d-%H%M%S}")
-    console = Console(quiet=not is_main())
+    main = is_main()  # in a launch of several processes only rank 0 prints and writes
+    console = Console(quiet=not main)
     title = (f"{dset.meta.get('source', 'distilled set')} · {dset.meta.get('method', '?')} IPC {int(dset.class_counts.min())} · "
              f"{args.arch} · {args.opt}{f' lr {args.lr:g}' if args.lr else ''} · {args.epochs} epochs")
     config = dict(vars(args), data=str(args.data or asset_path('data')), test=str(args.test or asset_path('test')),
@@ -281,7 +282,6 @@ def _gift_eval(args) -> int:
                   processes=world_size())
     runs = finished_runs(out, config, args.resume)
     out.mkdir(parents=True, exist_ok=True)
-    main = is_main()  # in a launch of several processes only rank 0 prints and writes
     console.print(f"[bold]gift-eval[/bold]: {len(dset)} images ({dset.n_classes} classes), test {len(test)}, "
                   f"teacher {meta.get('arch', type(teacher).__name__)}"
                   + (f" (accuracy {100 * meta['valid_acc']:.1f}%)" if meta.get('valid_acc') is not None else '') + f" -> {out}/")

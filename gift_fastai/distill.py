@@ -16,7 +16,7 @@ from torchvision.ops import roi_align
 from .core import InputError, InputTypeError
 from .data import DistilledSet
 from .callbacks import check_class_counts
-from .checkpoint import save_checkpoint
+from .checkpoint import save_checkpoint, load_checkpoint
 
 # %% ../nbs/10_distill.ipynb #1a2bb1b4
 def _check_set(dset, what='train'):
@@ -112,12 +112,10 @@ def _device_of(m:nn.Module, device):
 
 def _load_class(path:Path, settings:dict) -> dict:
     "One class saved by an earlier `rded` run into its checkpoint folder, checked to come from the same settings."
-    try: st = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e:
-        raise InputError(f"{path} cannot be read ({type(e).__name__}): delete it to redo that class.") from None
-    if st.get('settings') != settings:
-        diff = next(k for k in settings if st.get('settings', {}).get(k) != settings[k])
-        raise InputError(f"{path} was written by an rded run with {diff}={st.get('settings', {}).get(diff)!r} (now "
+    st = load_checkpoint(path, need=('settings', 'images', 'selected', 'scores', 'rng'), what='rded class')
+    if st['settings'] != settings:
+        diff = next(k for k in settings if st['settings'].get(k) != settings[k])
+        raise InputError(f"{path} was written by an rded run with {diff}={st['settings'].get(diff)!r} (now "
                          f"{settings[diff]!r}): resume with the same settings, or delete {path.parent}.")
     return st
 

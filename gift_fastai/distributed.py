@@ -45,8 +45,9 @@ class SampleMetric(Metric):
     "The mean over images of `func(pred, *yb) -> [B]`, exact in distributed runs (per-image values, gathered and un-padded)."
     def __init__(self, func, name:str|None=None): self.func, self._name = func, name or func.__name__
     def reset(self): self.total, self.count = 0., 0
-    def accumulate(self, learn):
-        v = learn.to_detach(self.func(learn.pred, *learn.yb).float())
+    def accumulate(self, learn): self._add(learn, self.func(learn.pred, *learn.yb))
+    def _add(self, learn, v):  # per-image values of this process's batch: gathered (and un-padded) by `learn.to_detach`
+        v = learn.to_detach(v.float())
         self.total += float(v.sum()); self.count += len(v)
     @property
     def value(self):
@@ -59,13 +60,12 @@ class SampleMetric(Metric):
 
 class SampleLoss(SampleMetric):
     "The validation loss as the mean of per-image losses (the loss with `reduction='none'`), exact in distributed runs."
-    def __init__(self): super().__init__(self._per_image, 'loss')
-    def accumulate(self, learn): self.learn = learn; super().accumulate(learn)
-    def _per_image(self, pred, *yb):
-        lf = self.learn.loss_func
-        if not hasattr(lf, 'reduction'): return self.learn.loss.detach().float().expand(find_bs(yb))  # only the batch mean is known
+    def __init__(self): super().__init__(None, 'loss')
+    def accumulate(self, learn):
+        lf = learn.loss_func
+        if not hasattr(lf, 'reduction'): return self._add(learn, learn.loss.detach().expand(find_bs(learn.yb)))  # only the batch mean is known
         old, lf.reduction = lf.reduction, 'none'
-        try: return lf(pred, *yb).detach()
+        try: self._add(learn, lf(learn.pred, *learn.yb).detach())
         finally: lf.reduction = old
 
 # %% ../nbs/15_distributed.ipynb #50565cfe
