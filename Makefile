@@ -28,7 +28,7 @@ demo: $(STAMP)
 	$(BIN)/gift-eval --out demo-results
 
 # The speed benchmarks (by hand, not part of `test`; the default-setting run alone took 11 min on 2 CPU cores): images/s of the compute bound, our
-# path and a reference-style loop at the default settings (fp32), in bfloat16, and with each lever of issue 8 off
+# path and a reference-style loop at the default settings (fp32), in bfloat16, and with each speed lever off
 # (channels-last layout, the allocator; "before" = both off), then each setting's accuracy on real data.
 # Tables printed, results in bench/results/*.json (the README's performance section reads them).
 bench: export PYTHONWARNINGS := ignore:`torch.jit.script` is deprecated:FutureWarning,ignore:The 'mode.chained_assignment' option is deprecated:Warning
@@ -63,8 +63,9 @@ docs: $(STAMP)
 docs-check: docs
 	$(BIN)/python -m pytest -p no:cacheprovider docs/test_site.py
 
-# Every notebook under nbdev-test, then the pytest suite. Only the two import-time warnings
-# named in the environment notes are filtered (here for the notebooks, in pyproject.toml for pytest).
+# Every notebook under nbdev-test, then the pytest suite. Only fastai's two import-time warnings
+# (torch.jit.script's deprecation, pandas' mode.chained_assignment) are filtered
+# (here for the notebooks, in pyproject.toml for pytest).
 test: export PYTHONWARNINGS := ignore:`torch.jit.script` is deprecated:FutureWarning,ignore:The 'mode.chained_assignment' option is deprecated:Warning
 test: $(STAMP)
 	$(BIN)/nbdev-test

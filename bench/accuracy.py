@@ -6,12 +6,12 @@ The embedded Fashion-MNIST RDED set (IPC 10, 100 images), its ConvNet-3 teacher 
 `evaluate_distilled` with GIFT, AdamW and DSA, seeds 0..repeats-1, the same seeds for every setting. A setting
 changes nothing but rounding, so the accuracies must agree within the spread of the seeds.
 """
-import argparse, json, platform, statistics, sys, time
+import argparse, json, time
 from pathlib import Path
 import torch
 
-SETTINGS = {  # name: distilled_learner's speed arguments
-    'fp32-nchw': dict(precision='fp32', channels_last=False),  # what every version before issue 8 ran
+SETTINGS = {  # name: the protocol's speed settings
+    'fp32-nchw': dict(precision='fp32', channels_last=False),  # NCHW, the layout every version had before channels-last
     'fp32-cl': dict(precision='fp32', channels_last=True),    # the CPU default now
     'bf16-cl': dict(precision='bf16', channels_last=True),
     'bf16teacher-cl': dict(precision='fp32', teacher_precision='bf16', channels_last=True),
@@ -19,8 +19,8 @@ SETTINGS = {  # name: distilled_learner's speed arguments
 
 
 def main(argv=None):
-    from gift_fastai.cli import load_default
-    from gift_fastai.learner import evaluate_distilled
+    from gift_fastai.assets import load_default
+    from gift_fastai.engine import evaluate_distilled
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--epochs', type=int, default=50); p.add_argument('--repeats', type=int, default=3)
     p.add_argument('--settings', default='fp32-nchw,fp32-cl,bf16-cl')
@@ -31,7 +31,7 @@ def main(argv=None):
                repeats=a.repeats, data='embedded Fashion-MNIST RDED IPC 10', loss='gift', settings={})
     for name in a.settings.split(','):
         t0 = time.time()
-        r = evaluate_distilled(dset, test, 'convnet3', loss='gift', teacher=teacher, epochs=a.epochs, repeats=a.repeats,
+        r = evaluate_distilled(dset, test, 'convnet3', loss='gift', teacher=teacher, epochs=a.epochs, seeds=a.repeats,
                                device=a.device, **SETTINGS[name])
         res['settings'][name] = dict(SETTINGS[name], final=[round(x['final_acc'], 4) for x in r['runs']],
                                      final_mean=round(r['final_mean'], 4), final_std=round(r['final_std'], 4),

@@ -8,7 +8,7 @@ rounds of about `--seconds` (the median is reported):
 1. bound: the compute bound. The student's forward + backward + AdamW step plus the teacher's forward (no grad) on
    ready, normalised tensors already on the device: no augmentation, no DataLoader, no framework.
 2. ours: `distilled_learner(distilled_dls(...)).fit(E)` with DSA ('gift'), teacher relabelling and the GIFT loss.
-3. reference: a plain PyTorch loop written the way the released evaluator runs (method.md §3): a DataLoader over a
+3. reference: a plain PyTorch loop written the way the released evaluator runs: a DataLoader over a
    TensorDataset of float images with per-sample normalisation and worker processes, the batch copied to the device,
    DSA on the batch, the teacher's forward, KL (T = 20), AdamW, MultiStepLR.
 

@@ -1,12 +1,12 @@
 """What a checkpoint costs: seconds to take and write one (`fit_state` + `save_checkpoint`), its size, and the share of
 a fit it takes at the commands' default interval (10 epochs). Run by hand: python bench/checkpoint_cost.py [--out DIR]."""
-import argparse, json, os, tempfile, time
+import argparse, json, tempfile, time
 from pathlib import Path
 import torch
 from fastai.callback.core import Callback, CancelFitException
 from fastai.torch_core import set_seed
 from gift_fastai.checkpoint import fit_state, save_checkpoint
-from gift_fastai.cli import load_default
+from gift_fastai.assets import load_default
 from gift_fastai.data import distilled_dls
 from gift_fastai.learner import distilled_learner
 

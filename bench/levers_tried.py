@@ -1,4 +1,4 @@
-"""Levers of issue 8 that were measured and not kept, so that anyone can measure them again (run by hand).
+"""Speed levers that were measured and not kept, so that anyone can measure them again (run by hand).
 
   python bench/levers_tried.py [--out bench/results/levers-tried-cpu.json]
 

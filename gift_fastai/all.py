@@ -8,8 +8,9 @@ Docs: https://gift-fastai.github.io/gift-fastai/all.html.md"""
 __all__ = []
 
 # %% ../nbs/99_all.ipynb #8c5908e8
-from . import core, losses, augment, models, data, callbacks, checkpoint, learner, teachers, distill, datasets, distributed
+from . import core, protocols, losses, augment, models, data, callbacks, checkpoint, learner, engine, teachers, distill, datasets, distributed, assets, experiments, continual
 from .core import *
+from .protocols import *
 from .losses import *
 from .augment import *
 from .models import *
@@ -17,8 +18,12 @@ from .data import *
 from .callbacks import *
 from .checkpoint import *
 from .learner import *
+from .engine import *
 from .teachers import *
 from .distill import *
 from .datasets import *
 from .distributed import *
-__all__ = [n for m in (core, losses, augment, models, data, callbacks, checkpoint, learner, teachers, distill, datasets, distributed) for n in m.__all__]  # a star import of this module re-exports every module's names
+from .assets import *
+from .experiments import *
+from .continual import *
+__all__ = [n for m in (core, protocols, losses, augment, models, data, callbacks, checkpoint, learner, engine, teachers, distill, datasets, distributed, assets, experiments, continual) for n in m.__all__]  # a star import of this module re-exports every module's names

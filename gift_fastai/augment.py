@@ -184,7 +184,7 @@ class FactorCrop(AugOp):
         f = self.factor
         return dict(crop=_rand(len(x), g, x) < 1 - 1 / f ** 2, cell=_randint(0, f * f - 1, len(x), g, x))
     def apply(self, x, p):
-        f, (B, C, H, W) = self.factor, x.shape
+        f, (B, H, W) = self.factor, (x.shape[0], *x.shape[-2:])
         if f == 1: return x
         h, w = H // f, W // f
         if h < 1 or w < 1: raise InputError(f"factor {f} is larger than the {H}×{W} px images: use a smaller factor.")

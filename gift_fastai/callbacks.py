@@ -9,7 +9,7 @@ __all__ = ['PRECISIONS', 'input_shape', 'output_width', 'check_class_counts', 'a
            'TeacherRelabel', 'SwapLoss', 'HardOnly', 'soft_only', 'SoftOnly', 'Refine']
 
 # %% ../nbs/06_callbacks.ipynb #cd41efee
-import contextlib, itertools, math, copy
+import contextlib, itertools, copy
 import torch, torch.nn as nn
 from fastcore.basics import store_attr
 from fastcore.foundation import L
@@ -17,7 +17,7 @@ from fastai.callback.core import Callback
 from fastai.callback.mixup import MixHandler
 from fastai.callback.channelslast import ChannelsLast
 from fastai.torch_core import to_float
-from .core import InputError, InputTypeError, check_choice
+from .core import InputError, InputTypeError, check_choice, check_gamma
 from .losses import get_loss, refine_soft_labels, SoftLabelLoss, WeightedSum, GIFTLoss
 
 # %% ../nbs/06_callbacks.ipynb #df40d816
@@ -308,8 +308,7 @@ class Refine(Callback):
                  alpha:float=0.1, # Label smoothing of the hard label ($a/(C-1)$ off target, see `smooth_labels`)
                  legacy:bool=False # The released evaluator's $\hat t + \gamma\hat s$ (then any $\gamma \ge 0$)
                 ):
-        ok = isinstance(gamma, (int, float)) and not isinstance(gamma, bool) and 0 <= gamma <= (math.inf if legacy else 1)
-        if not ok: raise InputError(f"gamma must be in [0, 1] (the paper's form; or >= 0 with legacy=True), got {gamma!r}.")
+        check_gamma(gamma, legacy)
         if not (isinstance(alpha, (int, float)) and 0 <= alpha < 1): raise InputError(f"alpha must be in [0, 1), got {alpha!r}.")
         store_attr('gamma,alpha,legacy')
         self.probs, self.relabel = False, None

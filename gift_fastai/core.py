@@ -6,12 +6,12 @@ Docs: https://gift-fastai.github.io/gift-fastai/core.html.md"""
 
 # %% auto #0
 __all__ = ['InputError', 'UnknownNameError', 'InputTypeError', 'check_choice', 'RegistryEntry', 'Registry', 'check_tensor',
-           'check_finite', 'check_labels']
+           'check_finite', 'check_labels', 'check_int', 'check_gamma', 'teacher_stats', 'versions']
 
 # %% ../nbs/00_core.ipynb #c458b5db
 import difflib, inspect
-from dataclasses import dataclass, field
-from typing import Callable, Any
+from dataclasses import dataclass
+from typing import Callable
 import torch
 
 # %% ../nbs/00_core.ipynb #b1a23947
@@ -147,3 +147,30 @@ def check_labels(y:torch.Tensor, n_classes:int, what:str='hard labels'):
             raise InputError(f"{what} hold class {v}, outside [0, {n_classes}) for {n_classes} classes: the labels, the "
                              f"soft labels and the model must share one class list (check the class count and order).")
     return y
+
+# %% ../nbs/00_core.ipynb #26b283a2
+def check_int(v, what:str, lo:int=1, hi:int|None=None) -> int:
+    "`v` as an `int` in [`lo`, `hi`] (bools and floats refused), or an `InputError` naming `what` and the range."
+    import numpy as np
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo or (hi is not None and v > hi):
+        raise InputError(f"{what} must be an integer >= {lo}{f' and <= {hi}' if hi is not None else ''}, got {v!r}.")
+    return int(v)
+
+def check_gamma(gamma, legacy:bool=False, what:str='gamma') -> float:
+    "GIFT's refinement weight: in [0, 1] in the paper's form, any value >= 0 in the released evaluator's (`legacy`)."
+    import math
+    ok = isinstance(gamma, (int, float)) and not isinstance(gamma, bool) and 0 <= gamma <= (math.inf if legacy else 1)
+    if not ok: raise InputError(f"{what} must be in [0, 1] (the paper's form; or >= 0 with legacy=True), got {gamma!r}.")
+    return float(gamma)
+
+def teacher_stats(teachers) -> tuple|None:
+    "The normalisation (mean, std) a teacher was trained with (`teacher_meta`, first teacher that has it), or None."
+    ts = [] if teachers is None or isinstance(teachers, str) else [teachers] if isinstance(teachers, torch.nn.Module) else list(teachers)
+    meta = next((getattr(t, 'teacher_meta', None) for t in ts if getattr(t, 'teacher_meta', None)), None) or {}
+    return (tuple(meta['mean']), tuple(meta['std'])) if meta.get('mean') is not None and meta.get('std') is not None else None
+
+def versions() -> dict:
+    "The versions of torch, fastai and gift-fastai, as results and teacher files record them."
+    import fastai, gift_fastai
+    return dict(torch=torch.__version__, fastai=fastai.__version__, gift_fastai=gift_fastai.__version__)
+

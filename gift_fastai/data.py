@@ -16,8 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 from fastcore.basics import store_attr, patch
-from fastcore.foundation import L
-from fastai.torch_core import TensorBase, TensorImage, TensorCategory, default_device
+from fastai.torch_core import TensorBase, TensorImage, TensorCategory
 from fastai.data.core import TfmdDL, DataLoaders
 from fastai.data.block import TransformBlock
 from fastai.data.transforms import IntToFloatTensor, Normalize
@@ -410,7 +409,9 @@ class _Triplets:
 
 class DistilledDL(TfmdDL):
     "A `TfmdDL` over a `DistilledSet` kept on the device: a batch is a gather by index, then fastai's batch transforms."
-    def __init__(self, dataset:_Triplets, bs:int=64, shuffle:bool=False, device=None, seed:int|None=None, num_workers=0, **kwargs):
+    def __init__(self, dataset:_Triplets, bs:int=64, shuffle:bool=False, device=None, seed:int|None=None, num_workers:int=0, **kwargs):
+        if num_workers: raise InputError(f"num_workers={num_workers}: a DistilledDL gathers its batches from tensors already on the "
+                                         f"device, in the main process; worker processes would only copy them. Leave num_workers at 0.")
         device = process_device(device)  # fastai's default device; in a launch on GPUs, this process's GPU
         self._x, self._y, self._t = dataset.dset.images.to(device), dataset.dset.labels.to(device), dataset.soft.to(device)
         super().__init__(dataset, bs=bs, shuffle=shuffle, num_workers=0, device=device, **kwargs)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch, torch.nn as nn, torch.nn.functional as F
 from torchvision.ops import roi_align
-from .core import InputError, InputTypeError
+from .core import InputError, InputTypeError, teacher_stats
 from .data import DistilledSet
 from .callbacks import check_class_counts
 from .checkpoint import save_checkpoint, load_checkpoint
@@ -99,9 +99,9 @@ def stitch(crops:torch.Tensor, # [ipc·f², C, s, s] ranked best first
 
 # %% ../nbs/10_distill.ipynb #f599c4d6
 def _teacher_stats(teacher, train, mean, std):
-    meta = getattr(teacher, 'teacher_meta', None) or {}
-    mean = mean if mean is not None else meta.get('mean')
-    std = std if std is not None else meta.get('std')
+    ts = teacher_stats(teacher) or (None, None)
+    mean = mean if mean is not None else ts[0]
+    std = std if std is not None else ts[1]
     if mean is None or std is None: mean, std = train.stats
     return torch.tensor(mean, dtype=torch.float32)[:, None, None], torch.tensor(std, dtype=torch.float32)[:, None, None]
 

@@ -14,7 +14,7 @@ import math, warnings
 import torch, torch.nn as nn, torch.nn.functional as F
 from fastcore.basics import store_attr
 from fastai.callback.core import Callback
-from .core import (Registry, InputError, InputTypeError, check_choice, check_tensor, check_finite,
+from .core import (Registry, InputError, check_choice, check_tensor, check_finite, check_gamma,
                               check_labels)
 
 # %% ../nbs/01_losses.ipynb #cff7f01f
@@ -250,8 +250,7 @@ class GIFTLoss(SoftLabelLoss):
                  refine:bool=True, # Refine the soft label; False is the "loss only" ablation
                  **kwargs):
         super().__init__(**kwargs)
-        if not (0 <= gamma <= (math.inf if legacy else 1)):
-            raise InputError(f"gamma must be in [0, 1] for the paper form (or >= 0 with legacy=True), got {gamma}.")
+        check_gamma(gamma, legacy)
         if not 0 <= alpha < 1: raise InputError(f"alpha must be in [0, 1), got {alpha}.")
         store_attr('gamma,alpha,legacy,refine')
     def per_sample(self, z, y, t):

@@ -14,10 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
 import torch, torch.nn as nn
-import fastai
 from fastai.torch_core import set_seed
-from . import __version__
-from .core import InputError, InputTypeError
+from .core import InputError, InputTypeError, versions
 from .models import student_from_cfg
 from .data import DistilledSet, distilled_dls, write_tagged, read_tagged, _stats
 from .callbacks import output_width
@@ -26,7 +24,6 @@ from .learner import distilled_learner, hard_accuracy
 # %% ../nbs/09_teachers.ipynb #7636767a
 _FORMAT = 'gift-fastai.Teacher/1'
 
-def _versions() -> dict: return dict(torch=torch.__version__, fastai=fastai.__version__, gift_fastai=__version__)
 
 def _check_model(model, what='teacher'):
     if not isinstance(model, nn.Module):
@@ -54,7 +51,7 @@ def as_teacher(model:nn.Module, # A model built by `create_student` (it has `stu
         raise InputError("a teacher needs the mean and std of the normalisation it was trained with (e.g. train_set.stats).")
     mean, std = _stats(mean, 'mean', C), _stats(std, 'std', C)
     meta = dict(arch=cfg['arch'], student_cfg=dict(cfg), classes=classes, shape=[C, s, s], mean=list(mean), std=list(std),
-                **_versions())
+                **versions())
     meta.update(info)
     try: json.dumps(meta)
     except TypeError as e: raise InputError(f"teacher metadata must be JSON-serialisable to be saved: {e}.") from None
@@ -99,7 +96,7 @@ def train_teacher(train:DistilledSet, # Real, labelled training images
     set_seed(seed)
     dls = distilled_dls(train, valid=valid, bs=bs, aug=aug_used, device=device, seed=seed, mean=mean, std=std,
                         drop_last=len(train) > bs)
-    learn = distilled_learner(dls, arch, loss='ce', preset=None, lr=lr, wd=wd, metrics=hard_accuracy(), arch_kwargs=arch_kwargs)
+    learn = distilled_learner(dls, arch, loss='ce', protocol=None, lr=lr, wd=wd, metrics=hard_accuracy(), arch_kwargs=arch_kwargs)
     if progress: learn.fit_one_cycle(epochs, lr)
     else:
         with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(epochs, lr)

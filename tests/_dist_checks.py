@@ -2,7 +2,7 @@
 `learn.distrib_ctx()`, with no patch here (the library mends fastai). Each rank writes what it saw to OUT/rank{r}.json."""
 import json, os, sys
 from pathlib import Path
-import torch, torch.nn as nn, torch.nn.functional as F
+import torch
 from fastai.callback.core import Callback, CancelFitException
 from fastai.torch_core import set_seed, distrib_barrier
 from gift_fastai.checkpoint import Checkpoint
@@ -51,7 +51,6 @@ def main(out):
     with torch.no_grad():
         xv = (valid.images.float() / 255); z = model(xv)
         exact_acc = float((z.argmax(1) == valid.labels).float().mean())
-        t = teacher(xv); p = F.softmax(t, 1)
     res.update(wrapped=probe.model_type, unwrapped=type(learn.model).__name__, logger_back=learn.logger is logger,
                batches=[sum(e == k for e, *_ in probe.seen) for k in range(3)],
                batch_sizes=[len(x) for e, x, *_ in probe.seen if e == 0],

@@ -9,7 +9,7 @@ from gift_fastai.callbacks import Refine, SwapLoss, HardOnly, SoftOnly, soft_onl
 from gift_fastai.core import InputError, InputTypeError, UnknownNameError
 from gift_fastai.data import DistilledSet, distilled_dls
 from gift_fastai.learner import distilled_learner
-from gift_fastai.losses import get_loss, GIFTLoss, LossEpoch
+from gift_fastai.losses import get_loss, GIFTLoss, LossEpoch, loss_registry
 
 C = 4
 close = partial(np.testing.assert_allclose, rtol=1e-5, atol=1e-6)  # float32 results against float64 golden values
@@ -182,7 +182,28 @@ def test_soft_only_drops_the_hard_label_term(loss, golden):
     close(rec['loss'], golden(rec['z'], rec['y'], np_teacher(rec['x'])))
 
 
+# the weight of each registered loss's hard-label (cross-entropy) term, which soft_only removes; GIFT's hard label is in
+# its refined target instead, and 'ce' has nothing but the hard label
+HARD_WEIGHT = dict(kl=0, softce=0, mse=0, cosine=0, kl_ce=0.1, mse_ce=0.1, softce_ce=0.1, kd=0.1, dkd=1, nkd=1, wsld=1)
+
+
 def test_soft_only_of_every_loss():
+    "Each registered loss: soft_only drops exactly its hard-label term, in a copy; it refuses 'ce', which has no other."
+    assert set(HARD_WEIGHT) | {'gift', 'ce'} == {e.name for e in loss_registry}  # a new loss needs its row
+    g = torch.Generator().manual_seed(0)
+    z, t, y = torch.randn(6, C, generator=g), 3 * torch.randn(6, C, generator=g), torch.tensor([0, 1, 2, 3, 0, 1])
+    zd, td, yd = z.double().numpy(), t.double().numpy(), y.numpy()
+    for e in loss_registry:
+        loss = get_loss(e.name)
+        whole = loss(z, y, t).item()
+        if e.name == 'ce':
+            with pytest.raises(InputError, match="loss 'ce' has no soft-label term"): soft_only(loss)
+            continue
+        soft = soft_only(loss)
+        assert soft is not loss and soft.name == f'{e.name} (soft only)', e.name
+        if e.name == 'gift': close(soft(z, y, t).item(), cos_loss(zd, td))  # the cosine to the teacher, unrefined
+        else: close(whole - soft(z, y, t).item(), HARD_WEIGHT[e.name] * ce(zd, yd), err_msg=e.name)
+        assert loss(z, y, t).item() == whole, e.name  # the original is untouched
     dkd = get_loss('dkd')
     soft = soft_only(dkd)
     assert soft.ce_weight == 0 and dkd.ce_weight == 1 and soft is not dkd  # a copy; the original is untouched

@@ -1,6 +1,6 @@
-"""The bad-input catalogue (issue 9): every public entry point fed what users get wrong. Each case must give a clear
+"""The bad-input catalogue: every public entry point fed what users get wrong. Each case must give a clear
 error that names the problem (an `InputError`, or for a command one line on stderr and exit code 2) or a loud warning,
-and leave no half-written file. `test_catalogue_size` counts the cases."""
+and leave no half-written file."""
 import errno
 from pathlib import Path
 import numpy as np, pytest, torch
@@ -13,10 +13,11 @@ from gift_fastai.models import create_student
 from gift_fastai.augment import DSA
 from gift_fastai.distill import rded, random_subset
 from gift_fastai.teachers import load_teacher, save_teacher, as_teacher
-from gift_fastai.cli import gift_eval, gift_distill
+from gift_fastai.cli import gift_eval, gift_distill, gift_ablate, gift_continual
 from gift_fastai.checkpoint import Checkpoint, load_checkpoint
 from gift_fastai.distributed import per_process_bs
-from gift_fastai.learner import evaluate_distilled
+from gift_fastai.engine import evaluate_distilled, run_all, Run, ResultsStore
+from gift_fastai.protocols import get_protocol
 from conftest import C, H, blobs
 
 
@@ -59,9 +60,9 @@ def half(path, obj):
     "A checkpoint cut in the middle (a kill or a full disk outside our atomic writes)."
     torch.save(obj, path); b = path.read_bytes(); path.write_bytes(b[:len(b) // 2]); return path
 
-def earlier(root, res):
-    "An --out folder holding an earlier gift-eval's results.json (None: an unreadable one)."
-    (root / 'o').mkdir(); (root / 'o' / 'results.json').write_text('junk' if res is None else __import__('json').dumps(res))
+def earlier(root, columns='loss,repeat,seed,final_acc,best_acc,seconds'):
+    "An --out folder holding the results.csv of an earlier version (another schema, no run keys)."
+    (root / 'o').mkdir(); (root / 'o' / 'results.csv').write_text(columns + '\n')
     return root / 'o'
 
 def eval_args(w, t, out):
@@ -114,8 +115,17 @@ CASES = [
      'not a fit checkpoint'),
     ('checkpoint interval of 0 epochs', lambda w, t: Checkpoint(t / 'c.pth', every=0), 'every must be'),
     ('global batch that does not split among the processes', lambda w, t: per_process_bs(50, 4), 'multiple of 4'),
-    ('SyncBatchNorm without CUDA', lambda w, t: evaluate_distilled(w['train'], w['train'], epochs=1, repeats=1, device='cpu',
+    ('SyncBatchNorm without CUDA', lambda w, t: evaluate_distilled(w['train'], w['train'], epochs=1, seeds=1, device='cpu',
                                                                    sync_bn=True), 'needs CUDA'),
+    ('unknown protocol', lambda w, t: get_protocol('rded2'), 'unknown protocol'),
+    ('protocol setting misspelt', lambda w, t: evaluate_distilled(w['train'], w['train'], epoch=1), "no setting 'epoch'"),
+    ('protocol setting out of range', lambda w, t: get_protocol('gift', milestones=(0.5, 1.5)), 'milestones must be fractions'),
+    ('learner given a setting of the fit', lambda w, t: distilled_learner(distilled_dls(w['train']), 'convnet3', epochs=3),
+     'setting of the fit or the loaders'),
+    ('loader with worker processes', lambda w, t: distilled_dls(w['train'], num_workers=4), 'Leave num_workers at 0'),
+    ('the same seed twice', lambda w, t: evaluate_distilled(w['train'], w['train'], seeds=[0, 0]), 'seeds must be distinct'),
+    ('the same run twice', lambda w, t: run_all([Run(w['train'], w['train'])] * 2), 'are the same run'),
+    ('results store of an earlier version', lambda w, t: ResultsStore(earlier(t)).rows(), 'start anew'),
     ('rded resumed with other settings', lambda w, t: [rded(w['train'], w['teacher'], ipc=1, n_crops=1, seed=s, checkpoint=t)
                                                        for s in (0, 1)], 'seed=0'),
 ]
@@ -129,11 +139,12 @@ CLI_CASES = [
      'not a directory'),
     ('gift-distill: output folder missing', lambda w, t: gift_distill(['--data', str(w['data']), '--method', 'random', '--ipc', '1',
                                                                       '--out', str(t / 'no' / 'x.safetensors')]), 'does not exist'),
-    ('gift-eval: --out of an earlier run, without --resume', lambda w, t: gift_eval(eval_args(w, t, earlier(t, {}))), 'add --resume'),
-    ('gift-eval: --resume with other settings', lambda w, t: gift_eval(eval_args(w, t, earlier(t, {'config': {'epochs': 5}})) +
-                                                                       ['--resume']), 'other settings'),
-    ('gift-eval: --resume over an unreadable results.json', lambda w, t: gift_eval(eval_args(w, t, earlier(t, None)) + ['--resume']),
-     'cannot be read'),
+    ('gift-eval: --out holding the results of an earlier version', lambda w, t: gift_eval(eval_args(w, t, earlier(t))), 'start anew'),
+    ('gift-ablate: --out holding the results of an earlier version', lambda w, t: gift_ablate(
+        ['--out', str(earlier(t, 'data,ipc,arch,loss,refine,gamma,opt,lr,wd,epochs,repeat,seed')), '--epochs', '1']), 'start anew'),
+    ('gift-continual: --budget without --memory gdumb', lambda w, t: gift_continual(['--budget', '5', '--out', str(t / 'o')]),
+     '--memory gdumb only'),
+    ('gift-eval: unknown protocol', lambda w, t: gift_eval(eval_args(w, t, t / 'o') + ['--protocol', 'rded']), 'unknown protocol'),
     ('gift-eval: --sync-bn without CUDA', lambda w, t: gift_eval(eval_args(w, t, t / 'o') + ['--sync-bn', '--device', 'cpu']),
      'needs CUDA'),
     ('gift-distill: the parts of a killed run, without --resume', lambda w, t: gift_distill([
@@ -178,6 +189,8 @@ def test_a_full_disk_leaves_no_half_written_file(world, tmp_path, monkeypatch):
     assert keep.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ['keep.safetensors']
 
 
-def test_catalogue_size():
-    "The count the issue asks for: every case above gives a clear error, a one-line exit 2, or a loud warning."
-    assert len(CASES) + len(CLI_CASES) + 2 >= 50
+def test_catalogue_names_each_case_once_and_covers_every_command():
+    "Each case is named once (a copied case would hide a missing one), and every command has its own cases."
+    names = [c[0] for c in CASES + CLI_CASES]
+    assert len(set(names)) == len(names), sorted(n for n in names if names.count(n) > 1)
+    assert {n.split(':')[0] for n in (c[0] for c in CLI_CASES)} == {'gift-eval', 'gift-distill', 'gift-ablate', 'gift-continual'}

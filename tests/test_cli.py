@@ -4,10 +4,8 @@ from pathlib import Path
 import pytest, torch
 from gift_fastai.cli import gift_eval, gift_distill
 from gift_fastai.data import DistilledSet
-from gift_fastai.models import create_student
-from gift_fastai.teachers import as_teacher, save_teacher
 
-from conftest import C, H, blobs  # noqa: F401  (the toy files: the `files` fixture of conftest.py)
+from conftest import C, H  # noqa: F401  (the toy files: the `files` fixture of conftest.py)
 
 
 def base(files, out, *extra):
@@ -48,7 +46,12 @@ def test_an_interrupted_run_keeps_what_finished(files, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt): gift_eval(base(files, tmp_path, '--loss', 'gift', '--epochs', '2', '--repeats', '3'))
     rows = list(csv.DictReader(open(tmp_path / 'results.csv')))
     assert [r['repeat'] for r in rows] == ['0']                      # the finished run is on disk
-    assert len(json.loads((tmp_path / 'results.json').read_text())['runs']) == 1
+    monkeypatch.undo(); fit, calls = Learner.fit, []
+    monkeypatch.setattr(Learner, 'fit', lambda self, *a, **k: (calls.append(1), fit(self, *a, **k))[1])
+    assert gift_eval(base(files, tmp_path, '--loss', 'gift', '--epochs', '2', '--repeats', '3')) == 0
+    assert len(calls) == 2                                            # the same command again: only the two missing runs train
+    res = json.loads((tmp_path / 'results.json').read_text())
+    assert [r['seed'] for r in res['runs']] == [0, 1, 2] and res['runs'][0]['final_acc'] == float(rows[0]['final_acc'])
 
 
 def test_lr_and_wd_reach_the_optimizer(files, tmp_path, monkeypatch):
@@ -130,7 +133,7 @@ def test_gift_distill(files, tmp_path, capsys):
 # -- the embedded default (made by tools/make_default.py from the real Fashion-MNIST)
 
 def test_embedded_default_contents():
-    from gift_fastai.cli import load_default, asset_path, ASSETS
+    from gift_fastai.assets import load_default, asset_path, ASSETS
     from gift_fastai.teachers import check_teacher
     dset, teacher, test = load_default()
     assert dset.meta['method'] == 'rded' and dset.meta['ipc'] == 10 and dset.meta['source'] == 'fashion-mnist'
@@ -148,7 +151,7 @@ FMNIST = Path('/usr/share/datasets/fashion-mnist')
 @pytest.mark.skipif(not FMNIST.is_dir(), reason=f"the real Fashion-MNIST is not in {FMNIST} (apt-get install dataset-fashion-mnist)")
 def test_embedded_test_images_are_real_test_images():
     "Every embedded test image is an image of the official test split, with its label (so none was seen in training)."
-    from gift_fastai.cli import load_default
+    from gift_fastai.assets import load_default
     from gift_fastai.datasets import get_dataset
     _, _, test = load_default()
     _, real = get_dataset('fashion-mnist')
@@ -166,7 +169,7 @@ def test_gift_eval_default_runs(tmp_path):
 def test_gift_eval_reads_rded_folders_and_data_pt_with_a_named_teacher(tmp_path, capsys):
     "RDED folders and data.pt store class numbers only: they are the teacher's classes (and a grey teacher reads grey images)."
     from PIL import Image
-    from gift_fastai.cli import load_default, asset_path, first_per_class
+    from gift_fastai.assets import load_default, asset_path, first_per_class
     dset, teacher, test = load_default()
     small = first_per_class(dset, 2)
     for i, (x, y) in enumerate(zip(small.images, small.labels)):  # RDED's layout: {class:05d}/*.png, grey like the teacher
@@ -188,23 +191,24 @@ def test_gift_eval_reads_rded_folders_and_data_pt_with_a_named_teacher(tmp_path,
 
 
 @pytest.mark.parametrize('parser', ['gift_fastai.cli:eval_parser', 'gift_fastai.cli:distill_parser',
-                                    'gift_fastai.experiments:ablate_parser', 'gift_fastai.continual:continual_parser'])
+                                    'gift_fastai.cli:ablate_parser', 'gift_fastai.cli:continual_parser'])
 def test_help_states_each_default_once(parser):
     import importlib, re
     mod, fn = parser.split(':')
     text = ' '.join(getattr(importlib.import_module(mod), fn)().format_help().split())  # argparse wraps lines
     helps = re.split(r'\s--?[\w-]+(?: [A-Z_]+)?\s', text)
     assert not [h for h in helps if h.count('(default') > 1], [h for h in helps if h.count('(default') > 1]
-    assert '(default: None)' not in text and '(default: 100)' in text or fn != 'eval_parser'
+    assert '(default: None)' not in text
+    if fn != 'distill_parser': assert '(default: 100)' in text   # --epochs
 
 
 def test_speed_flags_reach_the_learner(files, tmp_path, monkeypatch):
-    "--precision/--teacher-precision/--channels-last become distilled_learner's arguments, and the run records them."
-    import gift_fastai.learner as L
-    seen, orig = [], L.distilled_learner
+    "--precision/--teacher-precision/--channels-last become the protocol of the run's learner, and the run records them."
+    import gift_fastai.engine as E
+    seen, orig = [], E.distilled_learner
     def _learner(*a, **k):
-        seen.append({x: k[x] for x in ('precision', 'teacher_precision', 'channels_last')}); return orig(*a, **k)
-    monkeypatch.setattr(L, 'distilled_learner', _learner)
+        seen.append({x: getattr(k['protocol'], x) for x in ('precision', 'teacher_precision', 'channels_last')}); return orig(*a, **k)
+    monkeypatch.setattr(E, 'distilled_learner', _learner)
     assert gift_eval(base(files, tmp_path, '--loss', 'gift', '--epochs', '1', '--repeats', '1', '--precision', 'bf16',
                           '--teacher-precision', 'fp32', '--channels-last', 'off')) == 0
     assert seen == [dict(precision='bf16', teacher_precision='fp32', channels_last=False)]
@@ -215,8 +219,7 @@ def test_speed_flags_reach_the_learner(files, tmp_path, monkeypatch):
     assert seen == [dict(precision='fp32', teacher_precision=None, channels_last=None)]   # defaults: auto layout
 
 
-@pytest.mark.parametrize('command', ['gift_fastai.cli:gift_eval', 'gift_fastai.experiments:gift_ablate',
-                                     'gift_fastai.continual:gift_continual'])
+@pytest.mark.parametrize('command', ['gift_fastai.cli:gift_eval', 'gift_fastai.cli:gift_ablate', 'gift_fastai.cli:gift_continual'])
 def test_a_precision_the_device_cannot_run_is_refused_before_anything_is_written(files, tmp_path, capsys, command):
     import importlib
     mod, fn = command.split(':')
@@ -229,8 +232,7 @@ def test_a_precision_the_device_cannot_run_is_refused_before_anything_is_written
     assert not out.exists()
 
 
-@pytest.mark.parametrize('command', ['gift_fastai.cli:gift_eval', 'gift_fastai.experiments:gift_ablate',
-                                     'gift_fastai.continual:gift_continual'])
+@pytest.mark.parametrize('command', ['gift_fastai.cli:gift_eval', 'gift_fastai.cli:gift_ablate', 'gift_fastai.cli:gift_continual'])
 def test_sync_bn_without_cuda_and_a_negative_checkpoint_interval_are_refused(files, tmp_path, capsys, command):
     import importlib
     mod, fn = command.split(':')

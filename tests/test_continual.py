@@ -1,8 +1,10 @@
 "gift-continual end to end on toy files: a run killed mid-step and resumed, the CSV, table and plot, GDumb's memory, and bad input."
 import csv, os, signal, subprocess, sys, time
-import pytest, torch
+import pandas as pd, pytest
 from PIL import Image
-from gift_fastai.continual import gift_continual, read_continual, COLUMNS, KEY, ClassIncremental
+from gift_fastai.cli import gift_continual
+from gift_fastai.continual import ClassIncremental
+from gift_fastai.engine import ResultsStore, COLUMNS
 from gift_fastai.data import DistilledSet
 from conftest import blobs
 
@@ -18,13 +20,16 @@ def rows_of(path):
     with open(path, newline='') as f: return list(csv.DictReader(f))
 
 
-def key(r): return tuple(r[k] for k in KEY)
+def key(r): return r['key']
+
+def read_continual(path): return pd.DataFrame(ResultsStore(path.parent).rows())  # (as the file writes them: strings)
 
 
 def test_killed_run_resumes_at_the_first_unfinished_step(files, tmp_path, capsys):
     out = tmp_path / 'run'; csv_path = out / 'results.csv'
-    run_args = args(files, out, '--steps', str(STEPS), '--loss', ','.join(LOSSES), '--epochs', '30', '--repeats', '1')
-    cmd = [sys.executable, '-c', 'import sys; from gift_fastai.continual import gift_continual_main; '
+    run_args = args(files, out, '--steps', str(STEPS), '--loss', ','.join(LOSSES), '--epochs', '30', '--repeats', '1',
+                    '--checkpoint-every', '0')  # (a step killed mid-way starts over: its checkpoint is test_resume's)
+    cmd = [sys.executable, '-c', 'import sys; from gift_fastai.cli import gift_continual_main; '
            'sys.argv[0] = "gift-continual"; gift_continual_main()', *run_args]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=dict(os.environ, NO_ALBUMENTATIONS_UPDATE='1'))
     t0 = time.time()
@@ -41,7 +46,7 @@ def test_killed_run_resumes_at_the_first_unfinished_step(files, tmp_path, capsys
     printed = ' '.join(capsys.readouterr().out.split())   # (rich wraps lines)
     after = rows_of(csv_path)
     assert after[:len(before)] == before                                  # finished steps untouched
-    assert f"{len(before)} finished" in printed and f"{n - len(before)} to train" in printed   # ... and not trained again
+    assert f"{len(before)} finished" in printed and f"{n - len(before)} to run" in printed   # ... and not trained again
     assert len(after) == n and len({key(r) for r in after}) == n          # every step once
     with open(csv_path, newline='') as f: assert next(csv.reader(f)) == list(COLUMNS)
     order = ClassIncremental(4, STEPS, seed=0).order
@@ -53,14 +58,14 @@ def test_killed_run_resumes_at_the_first_unfinished_step(files, tmp_path, capsys
         assert (r['data'], r['test'], r['teacher']) == (files['data'], files['test'], files['teacher'])
         assert (r['arch'], r['opt'], r['lr'], r['wd'], r['epochs'], r['steps'], r['repeat'], r['seed']) == \
                ('convnet3', 'adamw', '0.001', '0.0001', '30', str(STEPS), '0', '0')
-        assert 0 <= float(r['acc']) <= 1 and float(r['acc']) == float(r['best_acc']) and float(r['seconds']) > 0
+        assert 0 <= float(r['final_acc']) <= 1 and float(r['final_acc']) == float(r['best_acc']) and float(r['seconds']) > 0
         assert r['device'] == 'cpu' and r['torch'] and r['fastai'] and r['gift_fastai'] and r['finished']
     assert sorted((r['loss'], r['step']) for r in after) == sorted((l, str(s)) for l in LOSSES for s in range(1, STEPS + 1))
     # the resumed rows are those an uninterrupted run gives (every step is seeded on its own)
     assert gift_continual(args(files, tmp_path / 'whole', '--steps', str(STEPS), '--loss', ','.join(LOSSES), '--epochs', '30',
                                '--repeats', '1')) == 0
-    whole = {key(r): r['acc'] for r in rows_of(tmp_path / 'whole' / 'results.csv')}
-    assert {key(r): r['acc'] for r in after} == whole
+    whole = {key(r): r['final_acc'] for r in rows_of(tmp_path / 'whole' / 'results.csv')}
+    assert {key(r): r['final_acc'] for r in after} == whole
     # the table: a row per step, a column per loss, the mean; the plot
     table = capsys.readouterr().out
     for word in ('step', 'classes seen', 'memory', *LOSSES, 'mean'): assert word in table, word
@@ -92,7 +97,7 @@ def test_bad_input_fails_early_with_one_line(files, tmp_path, capsys):
            (['--budget', '5'], '--memory gdumb only'),
            (['--stream', files['data']], '--memory gdumb only'),
            (['--memory', 'gdumb', '--budget', '0'], '--budget must be >= 1'),
-           (['--steps', '5'], 'steps must be an integer in 1..4'),
+           (['--steps', '5'], 'steps (at most one per class) must be an integer >= 1 and <= 4'),
            (['--steps', '0'], '--steps must be >= 1'),
            (['--epochs', '0'], '--epochs must be >= 1'),
            (['--repeats', '0'], '--repeats must be >= 1'),
@@ -112,4 +117,4 @@ def test_bad_input_fails_early_with_one_line(files, tmp_path, capsys):
     assert not (tmp_path / 'x' / 'results.csv').exists()                 # nothing trained
     (tmp_path / 'z').mkdir(); (tmp_path / 'z' / 'results.csv').write_text('loss,acc\nkl,0.5\n')
     assert gift_continual(args(files, tmp_path / 'z', '--epochs', '1', '--repeats', '1', '--steps', '2')) == 2
-    assert 'new --out' in capsys.readouterr().err
+    assert 'start anew with another --out' in capsys.readouterr().err

@@ -1,8 +1,9 @@
 "gift-ablate end to end on toy files: a run killed midway and resumed, the CSV schema, the plots, and bad input."
 import csv, os, signal, subprocess, sys, time
-from pathlib import Path
 import pytest
-from gift_fastai.experiments import gift_ablate, expand_grid, run_grid, read_results, COLUMNS, KEY, run_key
+from gift_fastai.cli import gift_ablate
+from gift_fastai.experiments import expand_grid, run_grid
+from gift_fastai.engine import COLUMNS
 
 LOSSES = ['kl', 'gift', 'mse']
 
@@ -17,8 +18,8 @@ def rows_of(path):
 
 def test_killed_run_resumes_without_losing_or_repeating_runs(files, tmp_path):
     out = tmp_path / 'grid'; csv_path = out / 'results.csv'
-    cmd = [sys.executable, '-c', 'import sys; from gift_fastai.experiments import gift_ablate_main; sys.argv[0] = "gift-ablate"; gift_ablate_main()',
-           *args(files, out, '--loss', ','.join(LOSSES), '--epochs', '40', '--repeats', '2')]
+    cmd = [sys.executable, '-c', 'import sys; from gift_fastai.cli import gift_ablate_main; sys.argv[0] = "gift-ablate"; gift_ablate_main()',
+           *args(files, out, '--loss', ','.join(LOSSES), '--epochs', '40', '--repeats', '2', '--checkpoint-every', '0')]
     env = dict(os.environ, NO_ALBUMENTATIONS_UPDATE='1')
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     t0 = time.time()
@@ -32,7 +33,7 @@ def test_killed_run_resumes_without_losing_or_repeating_runs(files, tmp_path):
     assert gift_ablate(args(files, out, '--loss', ','.join(LOSSES), '--epochs', '40', '--repeats', '2')) == 0
     after = rows_of(csv_path)
     assert after[:len(before)] == before                          # finished runs untouched
-    keys = [run_key(r) for r in after]
+    keys = [r['key'] for r in after]
     assert len(after) == 6 and len(set(keys)) == 6                # every run once
     assert sorted((r['loss'], r['repeat'], r['seed']) for r in after) == sorted((l, str(k), str(k)) for l in LOSSES for k in range(2))
     # and the schema
@@ -84,4 +85,4 @@ def test_bad_input_fails_early_with_one_line(files, tmp_path, capsys):
     assert 'missing.safetensors' in capsys.readouterr().err
     (tmp_path / 'z').mkdir(); (tmp_path / 'z' / 'results.csv').write_text('loss,acc\nkl,0.5\n')
     assert gift_ablate(args(files, tmp_path / 'z', '--epochs', '1', '--repeats', '1')) == 2
-    assert 'new --out' in capsys.readouterr().err
+    assert 'start anew with another --out' in capsys.readouterr().err

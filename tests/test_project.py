@@ -40,10 +40,27 @@ def test_star_import():
         assert n in ns, n
 
 
+def _scripts_by_hand(text):
+    "pyproject's [project.scripts] table (`name = \"module:function\"` lines) without a TOML parser, for Python 3.10."
+    table = re.search(r'^\[project\.scripts\][ \t]*\n(.*?)(?=^\[|\Z)', text, re.M | re.S)
+    assert table, "pyproject.toml has no [project.scripts] table"
+    return dict(re.findall(r'^[ \t]*"?([\w.-]+)"?[ \t]*=[ \t]*"([^"]*)"', table.group(1), re.M))
+
+
+def _project_scripts(text):
+    "[project.scripts] of a pyproject.toml: tomllib (Python 3.11+), else tomli if installed, else `_scripts_by_hand`."
+    try: import tomllib
+    except ImportError:
+        try: import tomli as tomllib
+        except ImportError: return _scripts_by_hand(text)
+    want = tomllib.loads(text)['project']['scripts']
+    assert _scripts_by_hand(text) == want, "the Python 3.10 fallback reads [project.scripts] differently from tomllib"
+    return want
+
+
 def test_console_scripts_are_installed():
     "Every command of pyproject's [project.scripts] is installed and loads its function."
-    import tomllib
-    want = tomllib.loads((ROOT / 'pyproject.toml').read_text())['project']['scripts']
+    want = _project_scripts((ROOT / 'pyproject.toml').read_text())
     assert {'gift-eval', 'gift-distill', 'gift-ablate', 'gift-continual'} <= set(want)
     have = {e.name: e for e in md.entry_points(group='console_scripts')}
     for name, target in want.items():

@@ -3,7 +3,8 @@ import pytest, torch
 from fastai.callback.core import Callback
 from fastai.torch_core import set_seed
 from gift_fastai.data import distilled_dls
-from gift_fastai.learner import distilled_learner, evaluate_distilled
+from gift_fastai.learner import distilled_learner
+from gift_fastai.engine import evaluate_distilled
 from gift_fastai.distill import rded
 from gift_fastai.continual import continual_run
 from gift_fastai.models import create_student
@@ -40,8 +41,8 @@ def test_fit_is_bit_for_bit_reproducible(setup, kwargs):
 
 def test_evaluate_distilled_is_bit_for_bit_reproducible(setup):
     train, test, teacher = setup
-    run = lambda: evaluate_distilled(train, test, 'convnet3', teacher=teacher, epochs=2, repeats=2, eval_every=1,
-                                     arch_kwargs=dict(width=8), seed=5)
+    run = lambda: evaluate_distilled(train, test, 'convnet3', teacher=teacher, epochs=2, seeds=[5, 6], eval_every=1,
+                                     arch_kwargs=dict(width=8))
     a, b = run(), run()
     assert [r['evals'] for r in a['runs']] == [r['evals'] for r in b['runs']]
     assert a['final_mean'] == b['final_mean'] and a['best_std'] == b['best_std']
@@ -64,10 +65,10 @@ def test_continual_loop_is_bit_for_bit_reproducible(setup):
     train, test, teacher = setup
     def run(seed):
         w = Weights()
-        rows = continual_run(train, test, teacher, steps=2, losses='gift', epochs=3, seed=seed, arch_kwargs=dict(width=8), cbs=[w])
+        rows = continual_run(train, test, teacher, steps=2, losses='gift', epochs=3, seeds=[seed], arch_kwargs=dict(width=8), cbs=[w])
         return rows, w.seen
     (a, wa), (b, wb), (_, wc) = run(3), run(3), run(4)
-    cols = ['step', 'classes_seen', 'memory_size', 'acc', 'best_acc']
+    cols = ['step', 'classes_seen', 'memory_size', 'final_acc', 'best_acc']
     assert len(a) == 2 and a[cols].equals(b[cols])
     assert len(wa) == 2 and all(same(x, y) for x, y in zip(wa, wb))   # each step's student, bit for bit
     assert not same(wa[-1], wc[-1])

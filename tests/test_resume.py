@@ -6,10 +6,9 @@ from pathlib import Path
 import pytest, torch
 from fastai.learner import Learner
 from gift_fastai.checkpoint import load_checkpoint
-from gift_fastai.cli import gift_eval, gift_distill, asset_path
+from gift_fastai.cli import gift_eval, gift_distill, gift_ablate, gift_continual
+from gift_fastai.assets import asset_path
 from gift_fastai.data import DistilledSet
-from gift_fastai.experiments import gift_ablate
-from gift_fastai.continual import gift_continual
 
 ENV = dict(os.environ, OMP_NUM_THREADS='1', NO_ALBUMENTATIONS_UPDATE='1')
 
@@ -49,21 +48,21 @@ def test_gift_eval_resumes_a_killed_run(files, tmp_path, epochs_trained, capsys)
     args = lambda out: ['--data', files['data'], '--test', files['test'], '--teacher', files['teacher'], '--loss', 'gift',
                         '--epochs', str(E), '--repeats', '2', '--eval-every', '3', '--checkpoint-every', '4', '--out', str(out)]
     out = tmp_path / 'killed'
-    def ready():  # repeat 0 finished and saved, repeat 1 checkpointed mid-way
-        f = out / 'results.json'
-        return f.exists() and any(p.name == 'repeat1.pth' for p in pths(out / 'checkpoints'))
+    def ready():  # repeat 0 finished and recorded, repeat 1 checkpointed mid-way
+        f = out / 'results.csv'
+        return f.exists() and len(f.read_text().splitlines()) == 2 and bool(pths(out / 'checkpoints'))
     kill_when([exe('gift-eval'), *args(out)], ready)
-    assert len(json.loads((out / 'results.json').read_text())['runs']) == 1
-    k = load_checkpoint(out / 'checkpoints' / 'gift' / 'repeat1.pth')['epoch']
+    assert [r['seed'] for r in csv.DictReader(open(out / 'results.csv'))] == ['0']
+    ck = pths(out / 'checkpoints'); assert len(ck) == 1 and ck[0].name == 'run.pth'
+    k = load_checkpoint(ck[0])['epoch']
     assert 4 <= k < E and k % 4 == 0
 
-    assert gift_eval(args(out)) == 2                                   # without --resume the folder is protected
-    assert 'add --resume' in capsys.readouterr().err
-    assert gift_eval(args(out) + ['--epochs', '31', '--resume']) == 2  # other settings are refused
-    assert "epochs 30 (now 31)" in capsys.readouterr().err
+    assert gift_eval(args(out)) == 2                                   # without --resume the killed run's work is protected
+    assert 'killed mid-way: resume them (--resume' in capsys.readouterr().err
+    assert pths(out / 'checkpoints') == ck
     epochs_trained[0] = 0
     assert gift_eval(args(out) + ['--resume']) == 0
-    assert f"continuing checkpoints/gift/repeat1.pth" in capsys.readouterr().out
+    assert "continuing run 2 from its checkpoint" in capsys.readouterr().out
     assert epochs_trained[0] == E - k                                  # only what was left of repeat 1
     assert not (out / 'checkpoints').exists()                          # finished runs leave no checkpoint
 
@@ -95,7 +94,7 @@ def test_gift_distill_resumes_a_killed_rded_run(tmp_path, capsys):
 
 @pytest.mark.parametrize('name,command,extra,key', [
     ('gift-ablate', gift_ablate, ['--loss', 'gift,kl'], lambda r: (r['loss'], r['final_acc'], r['best_acc'])),
-    ('gift-continual', gift_continual, ['--loss', 'gift', '--steps', '2'], lambda r: (r['step'], r['acc'], r['best_acc'])),
+    ('gift-continual', gift_continual, ['--loss', 'gift', '--steps', '2'], lambda r: (r['step'], r['final_acc'], r['best_acc'])),
 ])
 def test_grid_commands_resume_a_killed_run(files, tmp_path, epochs_trained, name, command, extra, key):
     "Two runs of 40 epochs (two losses; two steps); killed in one of them, continued with --resume."

@@ -1,8 +1,7 @@
 "Teachers on disk: the save/load round trip, atomic writes, and every refusal of load_teacher / check_teacher."
-import json, os
+import json
 import pytest, torch
 import safetensors.torch
-from fastai.torch_core import set_seed
 from gift_fastai.core import InputError, InputTypeError
 from gift_fastai.data import DistilledSet
 from gift_fastai.models import create_student

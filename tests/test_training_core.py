@@ -2,7 +2,7 @@
 import matplotlib
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt
-import pytest, torch, torch.nn as nn
+import pytest, torch
 from fastai.callback.core import Callback
 from fastai.callback.mixup import MixUp, CutMix, MixHandler
 from fastai.learner import Learner, load_learner

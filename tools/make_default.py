@@ -9,12 +9,11 @@ Needs Fashion-MNIST's IDX files (Debian package `dataset-fashion-mnist`, or --da
 """
 import argparse, json, time
 from pathlib import Path
-import torch
 from fastai.torch_core import set_seed
 from gift_fastai.datasets import get_dataset
 from gift_fastai.teachers import train_teacher, save_teacher, check_teacher
 from gift_fastai.distill import rded, random_subset
-from gift_fastai.cli import ASSETS
+from gift_fastai.assets import ASSETS
 
 
 def main():

@@ -1,7 +1,10 @@
 """Reproduce the paper's studies on Fashion-MNIST with gift-fastai (the runs behind nbs/13_reproduction.ipynb).
 
-    python tools/reproduce_fmnist.py                 # resume: runs only what nbs/repro/fmnist/results.csv lacks
-    python tools/reproduce_fmnist.py --epochs 1000 --out nbs/repro/fmnist-gpu --device cuda   # the paper's epochs
+    python tools/reproduce_fmnist.py                 # into runs/fmnist: trains only what its results store lacks
+    python tools/reproduce_fmnist.py --epochs 1000 --out runs/fmnist-gpu --device cuda   # the paper's epochs
+
+nbs/repro/fmnist/results.csv holds the committed runs; an earlier version wrote it (before the results store), so it
+is read (gift_fastai.engine.read_results) but not resumed: a rerun goes to a new --out.
 
 Sets (made here, cached in --cache, not committed): RDED IPC 1, 10 and 50 and a random subset at IPC 10, all from the
 real Fashion-MNIST training split and the embedded ConvNet-3 teacher (the RDED IPC 10 recipe of the embedded set:
@@ -10,8 +13,8 @@ study at a time (repeat 0 of all studies, then repeat 1, ...), so a run cut shor
 """
 import argparse, json, sys, time
 from pathlib import Path
-from gift_fastai.cli import asset_path
-from gift_fastai.data import DistilledSet
+from gift_fastai.assets import asset_path
+from gift_fastai.cli import RichReport
 from gift_fastai.experiments import expand_grid, run_grid, PRESETS
 
 def studies(sets:dict, epochs:int, arch_epochs:int, long_epochs:int=300) -> list:
@@ -52,7 +55,7 @@ def make_sets(cache:Path, seed:int=0) -> dict:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--out', default='nbs/repro/fmnist'); p.add_argument('--cache', default='.repro-cache')
+    p.add_argument('--out', default='runs/fmnist'); p.add_argument('--cache', default='.repro-cache')
     p.add_argument('--epochs', type=int, default=50); p.add_argument('--arch-epochs', type=int, default=30)
     p.add_argument('--long-epochs', type=int, default=300)
     p.add_argument('--repeats', type=int, default=3); p.add_argument('--device', default=None)
@@ -69,7 +72,8 @@ def main(argv=None):
             if r > reps: continue
             t0 = time.time()
             console.rule(f"{name}: repeats < {r}")
-            run_grid(expand_grid(grid), out, epochs=epochs, repeats=r, device=a.device, console=console)
+            with RichReport(console, f"runs of {name}") as report:
+                run_grid(expand_grid(grid), out, epochs=epochs, repeats=r, device=a.device, report=report)
             wall[name] = round(wall.get(name, 0) + time.time() - t0, 1)
             (out / 'wall.json').write_text(json.dumps(wall, indent=1) + '\n')
     return 0

@@ -24,8 +24,9 @@ def run(nb_path:Path, timeout:int=900) -> float:
     nbformat.write(nb, nb_path)
     return time.time() - t0
 
-# Import-time and environment warnings that would print this machine's paths into the saved outputs: the two that
-# environment.md names, tqdm's and rich's requests for ipywidgets (the text fallbacks are what the docs want).
+# Import-time and environment warnings that would print this machine's paths into the saved outputs: fastai's two at
+# import (torch.jit.script's deprecation, pandas' mode.chained_assignment), tqdm's and rich's requests for ipywidgets
+# (the text fallbacks are what the docs want).
 QUIET = ["ignore:`torch.jit.script` is deprecated:FutureWarning", "ignore:The 'mode.chained_assignment' option is deprecated:Warning",
          "ignore:IProgress not found:Warning", 'ignore:install "ipywidgets" for Jupyter support:UserWarning']
 
