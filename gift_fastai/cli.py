@@ -10,7 +10,7 @@ __all__ = ['HelpFormatter', 'add_input_args', 'add_protocol_args', 'add_speed_ar
            'ablate_parser', 'gift_ablate', 'gift_ablate_main', 'continual_parser', 'gift_continual',
            'gift_continual_main', 'distill_parser', 'gift_distill', 'gift_distill_main']
 
-# %% ../nbs/11_cli.ipynb #57a2b3e5
+# %% ../nbs/11_cli.ipynb #4b33efe1
 import argparse, datetime, shutil, sys, time
 from pathlib import Path
 import torch
@@ -22,15 +22,20 @@ from .assets import asset_path, load_inputs, load_stream, check_device
 from .engine import ResultsStore, evaluate_distilled, write_results
 from .distributed import is_main, world_size
 
-# %% ../nbs/11_cli.ipynb #b1f5ed1d
+# %% ../nbs/11_cli.ipynb #7312f9a5
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     "argparse's defaults in the help, but not where the help already states the default or there is none to state."
     def _get_help_string(self, action):
         h = action.help or ''
         return h if action.default is None or 'default' in h.lower() else super()._get_help_string(action)
 
-def add_input_args(p:argparse.ArgumentParser) -> argparse.ArgumentParser:
-    "Add --teacher and --test (the embedded ones by default)."
+def add_input_args(p:argparse.ArgumentParser, one_set:bool=True # Also --data and --ipc (gift-ablate has them as axes)
+                  ) -> argparse.ArgumentParser:
+    "Add the inputs: --teacher and --test (the embedded ones by default), and --data and --ipc for a command on one set."
+    if one_set:
+        p.add_argument('--data', default=None, help="distilled set: a set file (.safetensors), an RDED folder, or GIFT's data.pt "
+                       "(default: the embedded set)")
+        p.add_argument('--ipc', type=int, default=None, help="use the first IPC images of each class of --data (default: all)")
     p.add_argument('--teacher', default=None, help="teacher file written by save_teacher (default: the embedded teacher)")
     p.add_argument('--test', default=None, help="real test set: a set file, or a dataset name of get_dataset (default: the embedded "
                    "test images)")
@@ -38,12 +43,13 @@ def add_input_args(p:argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def add_protocol_args(p:argparse.ArgumentParser, epochs_help:str="epochs per run (the paper: 1000; 300 on ImageNet-1k)",
                       repeats_help:str="runs per setting, seeds seed..seed+repeats-1 (the paper: 3)",
-                      optimizer:bool=True # Also --arch, --opt, --lr, --wd (single values; gift-ablate has them as axes)
+                      one_cell:bool=True # Also --loss, --arch, --opt, --lr, --wd (gift-ablate has them as axes)
                      ) -> argparse.ArgumentParser:
     "Add the protocol and the settings of it a command can change: --protocol, --epochs, --repeats, --seed, --bs, --eval-every, --device."
     a = p.add_argument
     a('--protocol', default='gift', help=f"the evaluation protocol: {', '.join(protocol_registry.names)} (see list_protocols)")
-    if optimizer:
+    if one_cell:
+        a('--loss', default='gift,kl', help="comma-separated losses of the registry (see list_losses; kl is KL at T=20, SRe2L's)")
         a('--arch', default='convnet3', help="student architecture (see list_students)")
         a('--opt', default=None, help="optimizer: adamw, adam or sgd (default: the protocol's)")
         a('--lr', type=float, default=None, help="learning rate (default: the protocol's for the optimizer and student: adamw/adam "
@@ -120,7 +126,7 @@ def _command(prog:str, parser, body, argv) -> int:
     try: return body(args)
     except (InputError, OSError) as e: return _fail(prog, str(e).strip().splitlines()[0])
 
-# %% ../nbs/11_cli.ipynb #43795a09
+# %% ../nbs/11_cli.ipynb #92827280
 class RichReport:
     "The engine's progress events (`run_all`'s `report`) as a rich progress bar over the epochs to train and a line per finished run."
     def __init__(self, console, # A rich `Console`
@@ -162,24 +168,27 @@ def results_table(summary:list, title:str=''):
     t.caption = "* best of the periodic tests: test-set selection, as in the paper"
     return t
 
+def _inputs_line(prog:str, dset, test, teacher, out) -> str:
+    "The line a command prints before it trains: the set, the test set, the teacher (and its accuracy), the output folder."
+    meta = getattr(teacher, 'teacher_meta', {}) or {}
+    acc = f" (accuracy {100 * meta['valid_acc']:.1f}%)" if meta.get('valid_acc') is not None else ''
+    return (f"[bold]{prog}[/bold]: {len(dset)} images ({dset.n_classes} classes), test {len(test)}, teacher "
+            f"{meta.get('arch', type(teacher).__name__)}{acc} -> {out}/")
+
 def _acc_line(run, row) -> str:
     "The line `gift-eval` and `gift-continual` print when a run finishes."
     step = f" step {row['step']}" if row.get('step') else ''
     return (f"  {row['loss']} seed {row['seed']}{step}: final {100 * float(row['final_acc']):.2f}%, "
             f"best {100 * float(row['best_acc']):.2f}% ({float(row['seconds']):.0f} s)")
 
-# %% ../nbs/11_cli.ipynb #82021516
+# %% ../nbs/11_cli.ipynb #f84dd74f
 def eval_parser() -> argparse.ArgumentParser:
     "The argument parser of `gift-eval` (its `--help` is the reference of every option)."
     p = argparse.ArgumentParser(prog='gift-eval', description="Train students on a distilled set with soft-label losses "
         "(the teacher relabels every augmented batch) and report test accuracy. With no arguments: the embedded "
         "Fashion-MNIST RDED set (IPC 10), GIFT vs KL.", formatter_class=HelpFormatter)
-    a = p.add_argument
-    a('--data', default=None, help="distilled set: a set file (.safetensors), an RDED folder, or GIFT's data.pt (default: the embedded set)")
     add_input_args(p)
-    a('--loss', default='gift,kl', help="comma-separated losses of the registry (see list_losses)")
-    a('--ipc', type=int, default=None, help="use the first IPC images of each class of --data (default: all)")
-    a('--out', default=None, help="output folder (default: a new gift-eval-<time> folder here); re-running into it skips finished runs")
+    p.add_argument('--out', default=None, help="output folder (default: a new gift-eval-<time> folder here); re-running into it skips finished runs")
     return add_resume_args(add_speed_args(add_protocol_args(p)))
 
 def gift_eval(argv=None) -> int:
@@ -201,9 +210,7 @@ def _gift_eval(args) -> int:
              f"{args.arch} · {args.protocol}{f' {args.opt}' if args.opt else ''}{f' lr {args.lr:g}' if args.lr else ''} · {args.epochs} epochs")
     names = dict(data=args.data or 'default', test=args.test or 'default', teacher=args.teacher or 'default')
     if args.ipc is not None: names['data'] += f' ipc={args.ipc}'
-    console.print(f"[bold]gift-eval[/bold]: {len(dset)} images ({dset.n_classes} classes), test {len(test)}, "
-                  f"teacher {meta.get('arch', type(teacher).__name__)}"
-                  + (f" (accuracy {100 * meta['valid_acc']:.1f}%)" if meta.get('valid_acc') is not None else '') + f" -> {out}/")
+    console.print(_inputs_line('gift-eval', dset, test, teacher, out))
     t0 = time.time()
     with RichReport(console, 'runs (loss × repeat)', _acc_line) as report:
         res = evaluate_distilled(dset, test, args.arch, losses, teacher, seeds=range(args.seed, args.seed + args.repeats), out=store,
@@ -222,7 +229,7 @@ def gift_eval_main():
     "Entry point of the `gift-eval` console script: `gift_eval` with the process's arguments, its code as exit status."
     sys.exit(gift_eval())
 
-# %% ../nbs/11_cli.ipynb #daa36a61
+# %% ../nbs/11_cli.ipynb #2dc427ae
 _AXIS_HELP = dict(
     data="sets: 'default' (the embedded Fashion-MNIST RDED IPC 10), files or folders, or label=path",
     ipc="keep the first IPC images of each class", arch="students (see list_students)", loss="losses (see list_losses)",
@@ -239,8 +246,8 @@ def ablate_parser() -> argparse.ArgumentParser:
     a = p.add_argument
     for ax in AXES: a(f'--{ax}', default=None, help=f"comma list of {_AXIS_HELP[ax]}")
     a('--preset', default=None, choices=list(PRESETS), help="one of the paper's studies; axes given too replace or extend it")
-    add_input_args(p)
-    add_protocol_args(p, "epochs per run (the paper: 1000)", "runs per cell, seeds seed..seed+repeats-1", optimizer=False)
+    add_input_args(p, one_set=False)
+    add_protocol_args(p, "epochs per run (the paper: 1000)", "runs per cell, seeds seed..seed+repeats-1", one_cell=False)
     a('--metric', default='final', choices=['final', 'best'], help="what the table and plots show (best: test-set selection)")
     a('--out', default='gift-ablate', help="output folder; re-running with the same folder skips finished runs")
     a('--dry-run', action='store_true', help="print the runs and exit")
@@ -265,7 +272,8 @@ def _gift_ablate(args) -> int:
         return 0
     settings = protocol_settings(args, args.device); store = results_store(args); store.rows()
     t0 = time.time()
-    line = lambda run, row: f"  {cell_label(row, [a for a in AXES if a != 'data'])} seed {row['seed']}: final {100 * float(row['final_acc']):.2f}%, best {100 * float(row['best_acc']):.2f}% ({float(row['seconds']):.0f} s)"
+    axes = [a for a in AXES if len({str(c[a]) for c in cells}) > 1] or ['loss']  # a finished run is named by what the grid varies
+    line = lambda run, row: _acc_line(run, row).replace(f"  {row['loss']} ", f"  {cell_label(row, axes)} ", 1)
     with RichReport(console, f"runs ({len(cells)} cells × {args.repeats} repeats)", line) as report:
         rows = run_grid(cells, store, epochs=settings.pop('epochs'), repeats=args.repeats, seed=args.seed, teacher=args.teacher,
                         test=args.test, device=args.device, report=report, **settings)
@@ -282,7 +290,7 @@ def gift_ablate_main():
     "Entry point of the `gift-ablate` console script."
     sys.exit(gift_ablate())
 
-# %% ../nbs/11_cli.ipynb #059a5711
+# %% ../nbs/11_cli.ipynb #7361a078
 def continual_parser() -> argparse.ArgumentParser:
     "The argument parser of `gift-continual`."
     p = argparse.ArgumentParser(prog='gift-continual', description="Class-incremental learning on a distilled set (the paper's "
@@ -292,7 +300,6 @@ def continual_parser() -> argparse.ArgumentParser:
         "them. Resumable: re-running with the same --out starts at the first unfinished step. With no arguments: the embedded "
         "Fashion-MNIST set, 5 steps, GIFT vs KL.", formatter_class=HelpFormatter)
     a = p.add_argument
-    a('--data', default=None, help="distilled set: a set file, an RDED folder or GIFT's data.pt (default: the embedded set)")
     add_input_args(p)
     a('--memory', default='distilled', help="distilled: the set's images of every seen class (SRe2L/GIFT); gdumb: GDumb's "
       "greedy class-balanced memory of --budget images fed from --stream")
@@ -301,8 +308,6 @@ def continual_parser() -> argparse.ArgumentParser:
       "split) (default: --data)")
     a('--steps', type=int, default=5, help="tasks the classes are split into")
     a('--order-seed', type=int, default=0, help="seed of the class order (and of GDumb's stream order and evictions)")
-    a('--loss', default='gift,kl', help="comma-separated losses of the registry (kl is KL at T=20, SRe2L's)")
-    a('--ipc', type=int, default=None, help="use the first IPC images of each class of --data (default: all)")
     add_protocol_args(p, "epochs per step (the paper: 1000)", "runs per loss, seeds seed..seed+repeats-1")
     for act in p._actions:  # a step is scored once, at its end, unless said otherwise
         if act.dest == 'eval_every': act.help = "also test every N epochs (default: once, at the end of each step)"
@@ -329,13 +334,11 @@ def _gift_continual(args) -> int:
     split = ClassIncremental(dset.n_classes, args.steps, seed=args.order_seed)  # --steps against the class count, before anything trains
     memory = GDumb(args.budget, load_stream(args.stream, dset) if args.stream is not None else None) if args.memory == 'gdumb' else 'distilled'
     console, t0 = Console(quiet=not is_main()), time.time()
-    meta, out = getattr(teacher, 'teacher_meta', {}) or {}, store.folder
+    out = store.folder
     title = ' · '.join(str(v) for v in (dset.meta.get('source'), dset.meta.get('method'), f"{args.steps} steps",
                        f"gdumb budget {args.budget or len(dset)}" if args.memory == 'gdumb' else 'distilled memory', args.arch,
                        args.opt or args.protocol, f"{args.epochs} epochs") if v)
-    console.print(f"[bold]gift-continual[/bold]: {len(dset)} images ({dset.n_classes} classes), test {len(test)}, teacher "
-                  f"{meta.get('arch', type(teacher).__name__)}" + (f" (accuracy {100 * meta['valid_acc']:.1f}%)"
-                  if meta.get('valid_acc') is not None else '') + f" -> {out}/")
+    console.print(_inputs_line('gift-continual', dset, test, teacher, out))
     names = dict(data=args.data or 'default', teacher=args.teacher or 'default', test=args.test or 'default',
                  stream=(args.stream or args.data or 'default') if args.memory == 'gdumb' else '')
     if args.ipc is not None: names['data'] += f' ipc={args.ipc}'
@@ -353,7 +356,7 @@ def gift_continual_main():
     "Entry point of the `gift-continual` console script."
     sys.exit(gift_continual())
 
-# %% ../nbs/11_cli.ipynb #c593372d
+# %% ../nbs/11_cli.ipynb #53d48fa0
 def distill_parser() -> argparse.ArgumentParser:
     "The argument parser of `gift-distill`."
     p = argparse.ArgumentParser(prog='gift-distill', description="Make a distilled set from a real training set: RDED "
