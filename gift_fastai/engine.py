@@ -83,8 +83,10 @@ class Run:
                     seed=self.seed, cell=self.cell, dls_kwargs=self.dls_kwargs or {})
 
     def key(self, cache:dict|None=None) -> str:
-        "The run's identity: a hash of `settings`."
-        return hashlib.sha1(json.dumps(self.settings(cache), sort_keys=True, default=str).encode()).hexdigest()[:20]
+        "The run's identity: a hash of `settings` (computed once: a run's settings do not change once it is made)."
+        if getattr(self, '_key', None) is None:
+            self._key = hashlib.sha1(json.dumps(self.settings(cache), sort_keys=True, default=str).encode()).hexdigest()[:20]
+        return self._key
 
 # %% ../nbs/18_engine.ipynb #c0859b55
 class _EvalEvery(Callback):

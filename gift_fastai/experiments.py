@@ -13,7 +13,7 @@ import itertools, math
 from pathlib import Path
 import numpy as np
 import pandas as pd
-from .core import InputError, check_choice, check_int
+from .core import InputError, check_choice, check_int, check_gamma
 from .losses import loss_registry
 from .protocols import OPTIMIZERS, get_protocol
 from .callbacks import Refine
@@ -54,7 +54,7 @@ def normalise_cell(cell:dict, protocol='gift') -> dict|None:
     if c['refine'] == 'off': c['gamma'] = None
     else:
         c['gamma'] = DEFAULT_GAMMA if c['gamma'] is None else c['gamma']
-        if not 0 <= c['gamma'] <= 1: raise InputError(f"gamma must be in [0, 1], got {c['gamma']}.")
+        c['gamma'] = check_gamma(c['gamma'])
     p = get_protocol(protocol, opt=c['opt'])  # the lr and wd a run of this cell uses, written out
     if c['lr'] is None: c['lr'] = p.lr_for(c['arch'])
     if c['wd'] is None: c['wd'] = p.weight_decay
