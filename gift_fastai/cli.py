@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from .core import InputError, check_choice
 from .losses import loss_registry
-from .protocols import OPTIMIZERS, protocol_registry
+from .protocols import Protocol, get_protocol, protocol_registry
 from .data import DistilledSet
 from .assets import asset_path, load_inputs, load_stream, check_device
 from .engine import ResultsStore, evaluate_distilled, write_results
@@ -84,17 +84,13 @@ def add_resume_args(p:argparse.ArgumentParser, what:str='runs') -> argparse.Argu
                    "0: none (a killed run then starts over)")
     return p
 
-def protocol_settings(args, device=None) -> dict:
+def protocol_settings(args, device=None,
+                      one_cell:bool=True # Also --opt, --lr, --wd (gift-ablate has them as axes of its cells)
+                     ) -> dict:
     "The protocol settings a command's parsed `args` change (checked; `device` checks the precisions), as keywords of the runners."
     from fastai.torch_core import default_device
     from gift_fastai.callbacks import autocast_for
-    for k in ('epochs', 'repeats', 'bs', 'eval_every'):
-        v = getattr(args, k, None)
-        if v is not None and v < 1: raise InputError(f"--{k.replace('_', '-')} must be >= 1, got {v}.")
-    if getattr(args, 'lr', None) is not None and not args.lr > 0: raise InputError(f"--lr must be > 0, got {args.lr}.")
-    if getattr(args, 'wd', None) is not None and not args.wd >= 0: raise InputError(f"--wd must be >= 0, got {args.wd}.")
-    if getattr(args, 'opt', None) is not None: check_choice(args.opt, OPTIMIZERS, 'optimizer')
-    check_choice(args.protocol, protocol_registry.names, 'protocol')
+    if args.repeats < 1: raise InputError(f"--repeats must be an integer >= 1, got {args.repeats}.")
     dev = check_device(device) if device is not None else default_device()
     for k in ('precision', 'teacher_precision'):
         try: autocast_for(getattr(args, k), dev)
@@ -102,8 +98,13 @@ def protocol_settings(args, device=None) -> dict:
     if args.sync_bn and dev.type != 'cuda': raise InputError(f"--sync-bn needs CUDA GPUs (SyncBatchNorm does not run on {dev.type}): drop it.")
     out = dict(protocol=args.protocol, epochs=args.epochs, precision=args.precision, teacher_precision=args.teacher_precision,
                channels_last=dict(auto=None, on=True, off=False)[args.channels_last], sync_bn=args.sync_bn)
-    for k in ('bs', 'eval_every', 'opt', 'lr', 'wd'):  # given: a change of the protocol; not given: the protocol's own
+    for k in ('bs', 'eval_every') + (('opt', 'lr', 'wd') if one_cell else ()):  # given: a change of the protocol; else its own
         if getattr(args, k, None) is not None: out[k] = getattr(args, k)
+    try: get_protocol(**out)  # the protocol checks its settings; its message names the option
+    except InputError as e:
+        name = str(e).split(' ')[0]
+        if name in Protocol.field_names(): raise InputError(f"--{name.replace('_', '-')}{str(e)[len(name):]}") from None
+        raise
     return out
 
 def results_store(args) -> ResultsStore:
@@ -270,7 +271,7 @@ def _gift_ablate(args) -> int:
         for c in cells: console.print(f"  {cell_label(c)} × {args.repeats} repeats")
         console.print(f"{len(cells)} cells, {len(cells) * args.repeats} runs of {args.epochs} epochs -> {args.out}/results.csv")
         return 0
-    settings = protocol_settings(args, args.device); store = results_store(args); store.rows()
+    settings = protocol_settings(args, args.device, one_cell=False); store = results_store(args); store.rows()
     t0 = time.time()
     axes = [a for a in AXES if len({str(c[a]) for c in cells}) > 1] or ['loss']  # a finished run is named by what the grid varies
     line = lambda run, row: _acc_line(run, row).replace(f"  {row['loss']} ", f"  {cell_label(row, axes)} ", 1)

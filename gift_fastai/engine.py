@@ -155,7 +155,7 @@ class ResultsStore:
     "A folder's `results.csv`: one row per finished run (`COLUMNS`), keyed by `Run.key`; rows are added atomically under a file lock."
     def __init__(self, folder, # The folder (made when the first row is written)
                  checkpoint_every:int=10, # Epochs between checkpoints of a running run (folder/checkpoints); 0: none
-                 resume:bool=False # Continue a killed run from its checkpoint; False: it starts over
+                 resume:bool=False # Continue a killed run from its checkpoint; False: `run_all` refuses to throw such a checkpoint away
                 ):
         self.folder, self.resume = Path(folder), bool(resume)
         self.checkpoint_every = check_int(checkpoint_every, 'checkpoint_every (0: no checkpoints)', 0)
@@ -251,14 +251,14 @@ class _Report(Callback):
 
 def make_row(run:Run, key:str, result:dict, device, cache:dict|None=None) -> dict:
     "The store's row of `run` with `result` (final_acc, best_acc, evals, seconds)."
-    p = run.protocol
-    return {**{k: run.labels.get(k) for k in ('data', 'test', 'teacher')}, **run.labels, **run.cell,
+    p, s = run.protocol, run.settings(cache)
+    return {**{k: s[k] for k in ('data', 'test', 'teacher')}, **run.labels, **run.cell,  # (inputs named by content unless named)
             'key': key, 'arch': run.labels.get('arch', _name(run.arch)),  # (a module's name, unless the caller names it)
             'loss': _name(run.loss),
             'protocol': p.name, 'epochs': p.epochs, 'opt': p.opt, 'lr': p.lr, 'wd': p.wd, 'bs': p.batch_size(len(run.dset)),
             'seed': run.seed, 'n_train': len(run.dset), 'n_test': len(run.test), 'final_acc': float(result['final_acc']),
             'best_acc': float(result['best_acc']), 'evals': [list(e) for e in result.get('evals', [])],
-            'seconds': round(float(result['seconds']), 2), 'settings': run.settings(cache), 'device': str(device),
+            'seconds': round(float(result['seconds']), 2), 'settings': s, 'device': str(device),
             'finished': time.strftime('%Y-%m-%dT%H:%M:%S'), **versions()}
 
 def run_all(runs:list, # `Run`s

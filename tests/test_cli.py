@@ -78,11 +78,11 @@ def test_ipc_takes_the_first_images_of_each_class(files, tmp_path):
     (['--loss', 'gift,kll'], "unknown loss 'kll'. Did you mean 'kl'?"),
     (['--arch', 'convnet9'], 'unknown student'),
     (['--arch', 'convnet6'], 'ConvNet-6 needs img_size >= 64'),
-    (['--epochs', '0'], '--epochs must be >= 1'),
+    (['--epochs', '0'], '--epochs must be an integer >= 1'),
     (['--opt', 'rmsprop'], 'unknown optimizer'),
     (['--ipc', '9'], '--ipc 9'),
-    (['--lr', '0'], '--lr must be > 0'),
-    (['--wd', '-1'], '--wd must be >= 0'),
+    (['--lr', '0'], '--lr must be a finite number > 0'),
+    (['--wd', '-1'], '--wd must be a finite number >= 0'),
 ])
 def test_gift_eval_bad_arguments(files, tmp_path, capsys, extra, msg):
     assert gift_eval(base(files, tmp_path, *extra)) == 2

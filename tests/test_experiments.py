@@ -86,3 +86,12 @@ def test_bad_input_fails_early_with_one_line(files, tmp_path, capsys):
     (tmp_path / 'z').mkdir(); (tmp_path / 'z' / 'results.csv').write_text('loss,acc\nkl,0.5\n')
     assert gift_ablate(args(files, tmp_path / 'z', '--epochs', '1', '--repeats', '1')) == 2
     assert 'start anew with another --out' in capsys.readouterr().err
+
+
+def test_optimizer_axes_reach_the_runs(files, tmp_path):
+    "--opt and --lr are axes of gift-ablate's grid (comma lists), not one protocol setting: each cell runs with its own."
+    assert gift_ablate(args(files, tmp_path / 'o', '--loss', 'kl', '--opt', 'sgd,adamw', '--lr', '0.01,0.002', '--epochs', '1',
+                            '--repeats', '1', '--checkpoint-every', '0')) == 0
+    rows = rows_of(tmp_path / 'o' / 'results.csv')
+    assert sorted((r['opt'], r['lr']) for r in rows) == [('adamw', '0.002'), ('adamw', '0.01'), ('sgd', '0.002'), ('sgd', '0.01')]
+    assert {__import__('json').loads(r['settings'])['protocol']['opt'] for r in rows} == {'sgd', 'adamw'}
