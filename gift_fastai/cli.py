@@ -37,6 +37,8 @@ def add_input_args(p:argparse.ArgumentParser, one_set:bool=True # Also --data an
                        "(default: the embedded set)")
         p.add_argument('--ipc', type=int, default=None, help="use the first IPC images of each class of --data (default: all)")
     p.add_argument('--teacher', default=None, help="teacher file written by save_teacher (default: the embedded teacher)")
+    p.add_argument('--no-teacher-check', action='store_true', help="do not check the teacher on the test and distilled sets before "
+                   "training (the check refuses a class permutation or a chance-level teacher)")
     p.add_argument('--test', default=None, help="real test set: a set file, or a dataset name of get_dataset (default: the embedded "
                    "test images)")
     return p
@@ -105,6 +107,7 @@ def protocol_settings(args, device=None,
         name = str(e).split(' ')[0]
         if name in Protocol.field_names(): raise InputError(f"--{name.replace('_', '-')}{str(e)[len(name):]}") from None
         raise
+    out['teacher_check'] = not args.no_teacher_check
     return out
 
 def results_store(args) -> ResultsStore:
@@ -377,6 +380,7 @@ def distill_parser() -> argparse.ArgumentParser:
     a('--folder', default=None, help="also export the images as RDED-style folders here")
     a('--resume', action='store_true', help="rded: continue a killed run from the classes finished in <out>.parts "
       "(same set as an uninterrupted run)")
+    a('--overwrite', action='store_true', help="replace an existing --out (without it an existing set is never replaced)")
     return p
 
 def gift_distill(argv=None) -> int:
@@ -395,6 +399,8 @@ def _gift_distill(args) -> int:
         train = get_dataset(args.data)[0]
     out = Path(args.out)
     if not out.parent.exists(): raise InputError(f"--out {out}: folder {out.parent} does not exist.")
+    if out.exists() and not args.overwrite:
+        raise InputError(f"--out {out} exists: add --overwrite to replace it, or choose another --out (a finished set is never replaced silently).")
     console, t0 = Console(), time.time()
     parts = out.with_name(out.name + '.parts')  # rded's finished classes, until the set is written
     if parts.exists() and any(parts.iterdir()) and not args.resume:

@@ -23,7 +23,7 @@ from .losses import loss_registry
 from .models import create_student
 from .callbacks import TeacherRelabel
 from .protocols import get_protocol
-from .engine import Run, ResultsStore, run_all, typed_rows, fingerprint, seed_list, pyplot, save_figure, _name
+from .engine import Run, ResultsStore, run_all, typed_rows, fingerprint, seed_list, pyplot, save_figure, _name, check_teacher_fits
 
 # %% ../nbs/14_continual.ipynb #0ae20eed
 class ClassIncremental:
@@ -195,8 +195,9 @@ def continual_runs(dset:DistilledSet, test:DistilledSet, teacher=None, steps=5, 
     if not losses: raise InputError("no loss given: name one or more losses of the registry, e.g. losses=['gift', 'kl'].")
     for l in losses: check_choice(l, loss_registry.names, 'loss')
     _check_set(dset, 'the distilled set'); _check_set(test, 'the test set', dset)
-    arch_kwargs, names = settings.pop('arch_kwargs', None), settings.pop('names', None)
+    arch_kwargs, names, check = settings.pop('arch_kwargs', None), settings.pop('names', None), settings.pop('teacher_check', True)
     p, seeds = get_protocol(settings.pop('protocol', 'gift'), **settings), seed_list(seeds)
+    if check: check_teacher_fits(teacher, dset, test)  # before anything trains
     kind, budget, source = _memory(memory, dset)
     split = steps if isinstance(steps, ClassIncremental) else ClassIncremental(dset.n_classes, steps)
     mems = step_memories(split, source.labels, kind, budget, seed=split.seed)

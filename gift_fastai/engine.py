@@ -6,8 +6,8 @@ Docs: https://gift-fastai.github.io/gift-fastai/engine.html.md"""
 
 # %% auto #0
 __all__ = ['COLUMNS', 'NUMERIC', 'fingerprint', 'Run', 'fit_run', 'fmt', 'ResultsStore', 'read_results', 'typed_rows', 'make_row',
-           'run_all', 'seed_list', 'evaluate_distilled', 'summarise', 'write_results', 'pyplot', 'save_figure',
-           'bar_chart']
+           'run_all', 'check_teacher_fits', 'seed_list', 'evaluate_distilled', 'summarise', 'write_results', 'pyplot',
+           'save_figure', 'bar_chart']
 
 # %% ../nbs/18_engine.ipynb #3e20e39d
 import contextlib, copy, csv, hashlib, io, json, time
@@ -307,7 +307,20 @@ def run_all(runs:list, # `Run`s
     return [rows[k] for k in keys if k in rows]
 
 # %% ../nbs/18_engine.ipynb #6a8606c2
-_CALL_SETTINGS = ('loss_kwargs', 'arch_kwargs', 'names')
+_CALL_SETTINGS = ('loss_kwargs', 'arch_kwargs', 'names', 'teacher_check')
+
+def check_teacher_fits(teacher, # A teacher module or a list of them; None/'stored' (the set's soft labels): nothing to check
+                       dset:DistilledSet, test:DistilledSet # The sets it will label
+                      ):
+    "Refuse a teacher that does not label these sets (`check_teacher` on the test set, then the distilled set): a class permutation, named with the reordering that fixes it, or chance-level accuracy."
+    from gift_fastai.teachers import check_teacher
+    if teacher is None or isinstance(teacher, str): return
+    for t in (list(teacher) if isinstance(teacher, (list, tuple)) else [teacher]):
+        for s, what in ((test, 'the test set'), (dset, 'the distilled set')):
+            rep = check_teacher(t, s, warn=False)
+            if rep.problems:
+                raise InputError(f"the teacher does not label {what} ({len(s)} images): {' '.join(rep.messages)} If you know "
+                                 f"better, skip this check: teacher_check=False (--no-teacher-check).")
 
 def seed_list(seeds) -> list:
     "`seeds` as a list: an int n means the seeds 0..n-1; a list (or range) of distinct integers >= 0 is kept."
@@ -327,7 +340,7 @@ def evaluate_distilled(dset:DistilledSet, # The distilled training set
                        out=None, # A folder or `ResultsStore`: rows recorded there, finished runs taken from it
                        device=None, cbs=None, # Where to train; extra callbacks (e.g. a progress display)
                        report=None, # Progress events, see `run_all`
-                       **overrides # Protocol settings to change (epochs, bs, opt, lr, wd, eval_every, aug, precision...); loss_kwargs, arch_kwargs; names (of data, test, teacher in the rows)
+                       **overrides # Protocol settings to change (epochs, bs, opt, lr, wd, eval_every, aug, precision...); loss_kwargs, arch_kwargs; names (of data, test, teacher in the rows); teacher_check=False skips `check_teacher_fits`
                       ) -> dict:
     "The protocol on one set: per-run final and best test accuracy, and their mean ± population std (per loss in `summary`)."
     p = get_protocol(protocol, **{k: v for k, v in overrides.items() if k not in _CALL_SETTINGS})
@@ -338,6 +351,7 @@ def evaluate_distilled(dset:DistilledSet, # The distilled training set
     if not losses: raise InputError("no loss given: name one or more losses of the registry, e.g. loss=['gift', 'kl'].")
     store = out if isinstance(out, ResultsStore) or out is None else ResultsStore(out)
     names = overrides.get('names') or {}
+    if overrides.get('teacher_check', True): check_teacher_fits(teacher, dset, test)  # before anything trains
     runs = [Run(dset, test, teacher, arch, l, p, seed, overrides.get('loss_kwargs'), overrides.get('arch_kwargs'),
                 labels=dict(names, repeat=r)) for l in losses for r, seed in enumerate(seed_list(seeds))]
     rows = run_all(runs, store, device=device, cbs=cbs, report=report)

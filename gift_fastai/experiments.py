@@ -18,7 +18,7 @@ from .losses import loss_registry
 from .protocols import OPTIMIZERS, get_protocol
 from .callbacks import Refine
 from .assets import asset_path, load_set, first_per_class, check_same_classes
-from .engine import Run, ResultsStore, run_all, fmt, pyplot, save_figure
+from .engine import Run, ResultsStore, run_all, fmt, pyplot, save_figure, check_teacher_fits
 
 # %% ../nbs/12_experiments.ipynb #b7b187fa
 AXES = ('data', 'ipc', 'arch', 'loss', 'refine', 'gamma', 'opt', 'lr', 'wd')
@@ -288,7 +288,10 @@ def grid_runs(cells:list, epochs:int=100, repeats:int=3, seed:int=0, teacher=Non
     "The `Run`s of a grid: each cell `repeats` times (seed + repeat), under `protocol` with the cell's optimizer settings and `overrides`."
     check_int(repeats, 'repeats'); check_int(seed, 'seed', 0)
     if not cells: raise InputError("the grid has no cells: every combination was left out (see the notes) or no axis was given.")
+    check = overrides.pop('teacher_check', True)
     sets, t, test_set, tname, testname = _load_all(cells, teacher, test)
+    if check:  # before anything trains: the teacher labels the test set and every set of the grid
+        for s in {id(s): s for s in sets.values()}.values(): check_teacher_fits(t, s, test_set)
     base, runs = get_protocol(protocol, epochs=epochs, **overrides), []
     for c in cells:
         label = _set_label(c['data'])[0]

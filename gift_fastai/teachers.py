@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch, torch.nn as nn
 from fastai.torch_core import set_seed
-from .core import InputError, InputTypeError, versions
+from .core import InputError, InputTypeError, versions, teacher_stats
 from .models import student_from_cfg
 from .data import DistilledSet, distilled_dls, write_tagged, read_tagged, _stats
 from .callbacks import output_width
@@ -306,10 +306,11 @@ def check_teacher(teacher, # A teacher (`nn.Module`, ideally with `teacher_meta`
     if not len(data): raise InputError("data is empty: check_teacher needs labelled images.")
     if isinstance(bs, bool) or not isinstance(bs, int) or bs < 1: raise InputError(f"bs must be an int >= 1, got {bs!r}.")
     meta = getattr(teacher, 'teacher_meta', None)
-    if isinstance(meta, dict):
+    if isinstance(meta, dict) and {'classes', 'shape'} <= set(meta):  # a teacher file's full record
         check_teacher_meta(meta, shape=data.shape)
         mean, std, tclasses = tuple(meta['mean']), tuple(meta['std']), list(meta['classes'])
-    else: (mean, std), tclasses = data.stats, None
+    else:  # a model of the user's: its own normalisation if it says so, else the data's
+        (mean, std), tclasses = teacher_stats(teacher) or data.stats, None
     p = next(teacher.parameters(), None)
     if device is not None: teacher.to(device)
     device = torch.device(device) if device is not None else (p.device if p is not None else torch.device('cpu'))

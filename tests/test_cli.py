@@ -4,6 +4,8 @@ from pathlib import Path
 import pytest, torch
 from gift_fastai.cli import gift_eval, gift_distill
 from gift_fastai.data import DistilledSet
+from gift_fastai.models import create_student
+from gift_fastai.teachers import as_teacher, save_teacher
 
 from conftest import C, H  # noqa: F401  (the toy files: the `files` fixture of conftest.py)
 
@@ -127,6 +129,12 @@ def test_gift_distill(files, tmp_path, capsys):
     assert sorted(p.name for p in (tmp_path / 'd').iterdir()) == ['00000', '00001', '00002', '00003']
     assert gift_distill(['--data', files['data'], '--ipc', '1', '--out', str(tmp_path / 'x.safetensors')]) == 2
     assert 'needs --teacher' in capsys.readouterr().err
+    before = (tmp_path / 'd.safetensors').read_bytes()                 # an existing set is never replaced silently
+    assert gift_distill(['--data', files['data'], '--method', 'random', '--ipc', '2', '--out', str(tmp_path / 'd.safetensors')]) == 2
+    assert '--out' in (e := capsys.readouterr().err) and 'add --overwrite' in e and (tmp_path / 'd.safetensors').read_bytes() == before
+    assert gift_distill(['--data', files['data'], '--method', 'random', '--ipc', '2', '--out', str(tmp_path / 'd.safetensors'),
+                         '--overwrite']) == 0
+    assert DistilledSet.load(tmp_path / 'd.safetensors').meta['method'] == 'random'
     assert gift_distill(['--data', files['data'], '--teacher', files['wrong'], '--out', str(tmp_path / 'x.safetensors')]) == 2
 
 
@@ -245,3 +253,23 @@ def test_sync_bn_without_cuda_and_a_negative_checkpoint_interval_are_refused(fil
         err = capsys.readouterr().err
         assert msg in err and len(err.strip().splitlines()) == 1, err
         assert not out.exists()
+
+
+def test_a_teacher_that_does_not_label_the_set_is_refused_before_training(files, tmp_path, capsys):
+    "Class c stored as class c+1 (an RDED folder numbered from 1, say): gift-eval exits 2 naming the permutation; a teacher at chance too."
+    good = DistilledSet.load(files['data'])
+    shifted = DistilledSet(good.images, (good.labels + 1) % C, classes=good.classes)
+    for name, s in (('set', shifted), ('test', DistilledSet.load(files['test']))):
+        s.save(tmp_path / f'{name}.safetensors')
+    args = ['--data', str(tmp_path / 'set.safetensors'), '--test', files['test'], '--teacher', files['teacher'], '--loss', 'gift',
+            '--epochs', '1', '--repeats', '1', '--out', str(tmp_path / 'o')]
+    assert gift_eval(args) == 2
+    err = capsys.readouterr().err
+    assert 'the teacher does not label the distilled set' in err and "data class 'n' (label 0) is teacher output 3" in err, err
+    assert '--no-teacher-check' in err and len(err.strip().splitlines()) == 1 and not (tmp_path / 'o').exists()
+    assert gift_eval(args + ['--no-teacher-check']) == 0                                  # the user who knows better
+    # a teacher at chance on the test set (untrained: as one trained on another dataset would be)
+    chance = save_teacher(as_teacher(create_student('convnet3', C, in_ch=1, img_size=H, width=8), good.classes, *good.stats),
+                          tmp_path / 'chance.safetensors')
+    assert gift_eval(['--data', files['data'], '--test', files['test'], '--teacher', str(chance), '--out', str(tmp_path / 'c')]) == 2
+    assert 'the teacher does not label the test set' in capsys.readouterr().err

@@ -144,3 +144,13 @@ def test_readme_shows_only_the_output_of_echo_false_cells(tmp_path):
     text = bd.readme(nb, out=tmp_path / 'README.md')
     assert '| a |\n|---|\n| 1 |' in text and 'perf_tables' not in text and 'HIDDEN' not in text and 'x = 1' not in text
     assert '```python\nshown()\n```' in text and 'OUT' in text
+
+
+def test_saved_help_of_the_evaluate_tutorial_is_the_commands_help(monkeypatch):
+    "The tutorial shows `gift-eval --help` as its saved output: it must be what the command prints today (rerun the notebook)."
+    from gift_fastai.cli import eval_parser
+    monkeypatch.setenv('COLUMNS', '80')   # argparse wraps at the terminal's width; the kernel that saved it had none: 80
+    nb = json.loads((ROOT / 'nbs' / '20_tutorial_evaluate.ipynb').read_text())
+    cell = next(c for c in nb['cells'] if 'eval_parser().format_help()' in ''.join(c['source']))
+    saved = ''.join(o.get('text', '') if isinstance(o.get('text'), str) else ''.join(o.get('text', [])) for o in cell['outputs'])
+    assert saved.strip() == eval_parser().format_help().strip(), "nbs/20_tutorial_evaluate.ipynb shows a stale --help: run it again"

@@ -7,16 +7,14 @@ from gift_fastai.learner import distilled_learner
 from gift_fastai.engine import evaluate_distilled
 from gift_fastai.distill import rded
 from gift_fastai.continual import continual_run
-from gift_fastai.models import create_student
-from gift_fastai.teachers import as_teacher
-from conftest import C, H, blobs
+from conftest import blobs, trained_teacher
 
 
 @pytest.fixture(scope='module')
 def setup():
     train, test = blobs(6), blobs(10, seed=1)
     torch.manual_seed(0)
-    teacher = as_teacher(create_student('convnet3', C, in_ch=1, img_size=H, width=8), train.classes, *train.stats)
+    teacher = trained_teacher()
     return train, test, teacher
 
 
