@@ -11,7 +11,11 @@ __all__ = ['HelpFormatter', 'add_input_args', 'add_protocol_args', 'add_speed_ar
            'gift_continual_main', 'distill_parser', 'gift_distill', 'gift_distill_main']
 
 # %% ../nbs/11_cli.ipynb #4b33efe1
-import argparse, datetime, shutil, sys, time
+import argparse, datetime, shutil, sys, time, warnings
+# A command prints what concerns its run, not fastai's import: torch's deprecation of torch.jit.script and pandas' of
+# mode.chained_assignment are filtered here, before the library (and so fastai) is imported; a library import keeps them.
+warnings.filterwarnings('ignore', message=r'`torch\.jit\.script` is deprecated', category=FutureWarning)
+warnings.filterwarnings('ignore', message=r"The 'mode\.chained_assignment' option is deprecated")
 from pathlib import Path
 import torch
 from .core import InputError, check_choice
@@ -124,11 +128,23 @@ def comma_list(text:str, what:str, example:str) -> list:
 def _fail(prog, msg) -> int:
     print(f"{prog}: error: {msg}", file=sys.stderr); return 2
 
+def _warning_line(message, category, filename, lineno, line=None) -> str:
+    "A warning as one line, `Category: message`, without the source line Python echoes by default."
+    return f"{category.__name__}: {message}\n"
+
 def _command(prog:str, parser, body, argv) -> int:
-    "Parse `argv` with `parser`, run `body(args)`; a bad input is one line on stderr and exit code 2."
+    "Parse `argv` with `parser`, run `body(args)`: a bad input is one line on stderr and exit code 2; Ctrl-C one line and 130."
     args = parser().parse_args(argv)
+    fmt, warnings.formatwarning = warnings.formatwarning, _warning_line
     try: return body(args)
     except (InputError, OSError) as e: return _fail(prog, str(e).strip().splitlines()[0])
+    except KeyboardInterrupt:
+        out = getattr(args, 'out', None)
+        print(f"{prog}: interrupted: " + (f"every finished run is kept in {out}; the same command continues (add --resume to "
+              f"continue the unfinished run from its checkpoint)." if out and prog != 'gift-distill' else
+              "the classes finished so far are kept beside --out; the same command with --resume continues."), file=sys.stderr)
+        return 130
+    finally: warnings.formatwarning = fmt
 
 # %% ../nbs/11_cli.ipynb #92827280
 class RichReport:
@@ -210,8 +226,9 @@ def _gift_eval(args) -> int:
     dset, test, teacher, tpath = load_inputs(args.data, args.test, args.teacher, ipc=args.ipc, arch=args.arch, device=args.device)
     meta, out = getattr(teacher, 'teacher_meta', {}) or {}, store.folder
     console = Console(quiet=not is_main())  # in a launch of several processes only rank 0 prints and writes
-    title = (f"{dset.meta.get('source', 'distilled set')} · {dset.meta.get('method', '?')} IPC {int(dset.class_counts.min())} · "
-             f"{args.arch} · {args.protocol}{f' {args.opt}' if args.opt else ''}{f' lr {args.lr:g}' if args.lr else ''} · {args.epochs} epochs")
+    title = ' · '.join(v for v in (dset.meta.get('source'), ' '.join(filter(None, (dset.meta.get('method'), f"IPC {int(dset.class_counts.min())}"))),
+                                   args.arch, args.protocol + (f' {args.opt}' if args.opt else '') + (f' lr {args.lr:g}' if args.lr else ''),
+                                   f"{args.epochs} epochs") if v)  # (a field the set does not record is left out, not shown as '?')
     names = dict(data=args.data or 'default', test=args.test or 'default', teacher=args.teacher or 'default')
     if args.ipc is not None: names['data'] += f' ipc={args.ipc}'
     console.print(_inputs_line('gift-eval', dset, test, teacher, out))

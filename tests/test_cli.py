@@ -21,6 +21,7 @@ def test_gift_eval_end_to_end(files, tmp_path, capsys):
     assert [(r['loss'], r['repeat'], r['seed']) for r in rows] == [('gift', '0', '0'), ('gift', '1', '1'), ('kl', '0', '0'), ('kl', '1', '1')]
     res = json.loads((tmp_path / 'results.json').read_text())
     assert [s['loss'] for s in res['summary']] == ['gift', 'kl'] and res['config']['epochs'] == 2
+    assert res['config']['title'] == 'blobs · IPC 5 · convnet3 · gift · 2 epochs'   # no '?' for the method the set does not record
     for s in res['summary']:
         accs = [float(r['final_acc']) for r in rows if r['loss'] == s['loss']]
         assert abs(s['final_mean'] - sum(accs) / 2) < 1e-9 and 0 <= s['final_mean'] <= 1
@@ -37,7 +38,7 @@ def test_gift_eval_is_reproducible(files, tmp_path):
     assert a['evals'] == b['evals']
 
 
-def test_an_interrupted_run_keeps_what_finished(files, tmp_path, monkeypatch):
+def test_an_interrupted_run_keeps_what_finished(files, tmp_path, monkeypatch, capsys):
     from fastai.learner import Learner
     fit, calls = Learner.fit, []
     def _fit(self, *a, **k):
@@ -45,7 +46,9 @@ def test_an_interrupted_run_keeps_what_finished(files, tmp_path, monkeypatch):
         if len(calls) == 2: raise KeyboardInterrupt
         return fit(self, *a, **k)
     monkeypatch.setattr(Learner, 'fit', _fit)
-    with pytest.raises(KeyboardInterrupt): gift_eval(base(files, tmp_path, '--loss', 'gift', '--epochs', '2', '--repeats', '3'))
+    assert gift_eval(base(files, tmp_path, '--loss', 'gift', '--epochs', '2', '--repeats', '3')) == 130   # Ctrl-C: one line, 130
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and 'interrupted: every finished run is kept in' in err and '--resume' in err, err
     rows = list(csv.DictReader(open(tmp_path / 'results.csv')))
     assert [r['repeat'] for r in rows] == ['0']                      # the finished run is on disk
     monkeypatch.undo(); fit, calls = Learner.fit, []
@@ -273,3 +276,17 @@ def test_a_teacher_that_does_not_label_the_set_is_refused_before_training(files,
                           tmp_path / 'chance.safetensors')
     assert gift_eval(['--data', files['data'], '--test', files['test'], '--teacher', str(chance), '--out', str(tmp_path / 'c')]) == 2
     assert 'the teacher does not label the test set' in capsys.readouterr().err
+
+
+def test_commands_print_no_import_warning_and_warnings_as_one_line(tmp_path):
+    "fastai's import-time FutureWarning is filtered in the commands only; a warning of a run is one line, no echoed source."
+    exe = Path(sys.executable).with_name('gift-eval')
+    if not exe.exists(): pytest.skip(f"gift-eval is not installed next to {sys.executable}")
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONWARNINGS'}
+    h = subprocess.run([str(exe), '--help'], capture_output=True, text=True, env=env, timeout=120)
+    assert h.returncode == 0 and 'Warning' not in h.stderr, h.stderr
+    lib = subprocess.run([sys.executable, '-W', 'default', '-c', 'import gift_fastai.learner'], capture_output=True, text=True,
+                         env=env, timeout=120)
+    assert 'torch.jit.script' in lib.stderr, lib.stderr   # a library import filters nothing: the filter is the commands'
+    from gift_fastai.cli import _warning_line
+    assert _warning_line('bad thing', UserWarning, 'x.py', 3, 'source') == 'UserWarning: bad thing\n'
