@@ -38,19 +38,27 @@ def load_default() -> tuple:
 def load_set(spec, what:str='--data',
              classes=None, # Names for the class numbers of an RDED folder or a `data.pt` (which store none), e.g. the teacher's
              channels:int|None=None, # Read an RDED folder's images with this many channels (1: grey), e.g. the teacher's
-             split:str='test' # The split a dataset name stands for ('train' for a GDumb stream)
+             split:str='test', # The split a dataset name stands for ('train' for a GDumb stream or a teacher's training set)
+             real:bool|None=None, # Whether a dataset name is allowed (default: for every option but a distilled --data)
+             download:bool=False # Let a dataset name download its files when they are not found (--download)
             ) -> DistilledSet:
-    "A `DistilledSet` from a set file, an RDED-style folder, GIFT's `data.pt`, or a dataset name's `split`."
+    "A `DistilledSet` from a set file, an RDED-style folder, GIFT's `data.pt`, or a dataset's `split`: `NAME` or `NAME:PATH`."
     p = Path(str(spec))
     if p.is_dir(): return from_rded_folder(p, classes=classes, mode='L' if channels == 1 else 'RGB')
     if p.is_file():
         if p.suffix == '.pt': return from_gift_pt(p, classes=classes)
         return DistilledSet.load(p)
     from gift_fastai import datasets
-    if str(spec) in datasets.dataset_registry and what != '--data':
-        return datasets.get_dataset(str(spec))[0 if split == 'train' else 1]
+    ds = datasets.dataset_spec(spec) if (what != '--data' if real is None else real) else None
+    if ds is not None:
+        name, path = ds
+        try: return datasets.get_dataset(name, path=path, download=download)[0 if split == 'train' else 1]
+        except InputError as e:  # the library's advice names Python arguments: say it in the command's words
+            msg = (str(e).replace('pass download=True', 'add --download').replace('Pass path= ', f'Give {what} {name}:PATH with PATH ')
+                   .replace('path=', f'{what} {name}:'))
+            raise InputError(f"{what} {spec}: {msg}") from None
     raise InputError(f"{what} {spec}: no such file or folder (give a set file, an RDED folder, a data.pt"
-                     f"{', or a dataset name' if what != '--data' else ''}).")
+                     f"{', or a dataset name, NAME or NAME:PATH (' + ', '.join(datasets.dataset_registry.names) + ')' if (what != '--data' if real is None else real) else ''}).")
 
 def first_per_class(dset:DistilledSet, ipc:int) -> DistilledSet:
     "The first `ipc` images of each class (for an RDED set: its best-ranked ones)."
@@ -75,7 +83,9 @@ def check_same_classes(s:DistilledSet, like:DistilledSet, what:str, shape:bool=T
     return s
 
 def load_inputs(data=None, test=None, teacher=None, # Paths (or a dataset name for `test`); None: the embedded ones
-                ipc=None, arch=None, device=None # Also cut the set to `ipc`, check that `arch` builds and `device` works
+                ipc=None, arch=None, device=None, # Also cut the set to `ipc`, check that `arch` builds and `device` works
+                arch_kwargs:dict|None=None, # The student's arguments (e.g. `fit='pad'`), for the check that it builds
+                download:bool=False # Let a dataset name for `test` download its files (--download)
                ) -> tuple: # (set, test set, teacher, teacher path)
     "Load and check a command's distilled set, real test set and teacher: one class list, the teacher's stats on the set."
     from gift_fastai.teachers import load_teacher, check_teacher_meta
@@ -85,16 +95,16 @@ def load_inputs(data=None, test=None, teacher=None, # Paths (or a dataset name f
     hint = dict(classes=t.teacher_meta['classes'], channels=t.teacher_meta['shape'][0])  # and those are the teacher's
     dset = load_set(data if data is not None else asset_path('data'), '--data', **hint)
     if ipc is not None: dset = first_per_class(dset, ipc)
-    tst = load_set(test if test is not None else asset_path('test'), '--test', **hint)
+    tst = load_set(test if test is not None else asset_path('test'), '--test', download=download, **hint)
     check_teacher_meta(t, classes=dset.classes, shape=dset.shape)
     check_same_classes(tst, dset, '--test', shape=False)
     if dset.mean is None and teacher_stats(t) is not None: dset.mean, dset.std = teacher_stats(t)
     if device is not None: check_device(device)
     if arch is not None:
-        try: create_student(arch, dset.n_classes, dset.shape[0], dset.shape[1])
+        try: create_student(arch, dset.n_classes, dset.shape[0], dset.shape[1], **(arch_kwargs or {}))
         except InputError as e: raise InputError(f"--arch {arch}: {e}") from None
     return dset, tst, t, tpath
 
-def load_stream(spec, like:DistilledSet) -> DistilledSet:
-    "GDumb's stream: a set file or folder, or a dataset name's training split; checked against the distilled set `like`."
-    return check_same_classes(load_set(spec, '--stream', split='train'), like, '--stream')
+def load_stream(spec, like:DistilledSet, download:bool=False) -> DistilledSet:
+    "GDumb's stream: a set file or folder, or a dataset's training split (`NAME` or `NAME:PATH`); checked against the distilled set `like`."
+    return check_same_classes(load_set(spec, '--stream', split='train', download=download), like, '--stream')

@@ -189,7 +189,7 @@ def _memory(memory, dset:DistilledSet) -> tuple:
     return 'distilled', None, dset
 
 def continual_runs(dset:DistilledSet, test:DistilledSet, teacher=None, steps=5, losses='gift', arch='convnet3', seeds=1,
-                   memory='distilled', **settings) -> list:
+                   memory='distilled', device=None, **settings) -> list:
     "The `Run`s of `continual_run` (loss × repeat × step), in that order; see there."
     losses = [losses] if isinstance(losses, str) else list(losses)
     if not losses: raise InputError("no loss given: name one or more losses of the registry, e.g. losses=['gift', 'kl'].")
@@ -197,7 +197,7 @@ def continual_runs(dset:DistilledSet, test:DistilledSet, teacher=None, steps=5, 
     _check_set(dset, 'the distilled set'); _check_set(test, 'the test set', dset)
     arch_kwargs, names, check = settings.pop('arch_kwargs', None), settings.pop('names', None), settings.pop('teacher_check', True)
     p, seeds = get_protocol(settings.pop('protocol', 'gift'), **settings), seed_list(seeds)
-    if check: check_teacher_fits(teacher, dset, test)  # before anything trains
+    if check: check_teacher_fits(teacher, dset, test, device)  # before anything trains, on the training device
     kind, budget, source = _memory(memory, dset)
     split = steps if isinstance(steps, ClassIncremental) else ClassIncremental(dset.n_classes, steps)
     mems = step_memories(split, source.labels, kind, budget, seed=split.seed)
@@ -242,7 +242,7 @@ def continual_run(dset:DistilledSet, # The distilled set: the memory ('distilled
                   **settings # The protocol (`protocol='gift'`) and its settings (epochs, opt, lr, eval_every...); `arch_kwargs`; `names` of data/stream/teacher/test in the rows (default: content hashes)
                  ) -> pd.DataFrame: # The rows of this configuration (finished before and now), typed
     "Class-incremental learning on a distilled set: per step, a fresh student trained on the memory and tested on the seen classes."
-    runs = continual_runs(dset, test, teacher, steps, losses, arch, seeds, memory, **settings)
+    runs = continual_runs(dset, test, teacher, steps, losses, arch, seeds, memory, device=device, **settings)
     store = out if isinstance(out, ResultsStore) or out is None else ResultsStore(out)
     return typed_rows(run_all(runs, store, device=device, cbs=cbs, report=report))
 
@@ -255,7 +255,8 @@ def continual_summary(rows:pd.DataFrame) -> pd.DataFrame:
     losses = list(dict.fromkeys(df.loss))
     out = df.groupby(['loss', 'step', 'classes_seen', 'memory_size'], sort=False).agg(
         n=('final_acc', 'size'), acc_mean=('final_acc', 'mean'), acc_std=('final_acc', lambda x: x.std(ddof=0)), seconds=('seconds', 'sum')).reset_index()
-    out[['acc_mean', 'acc_std']] *= 100
+    out[['acc_mean', 'acc_std']] = (100 * out[['acc_mean', 'acc_std']]).round(4)  # percentages, no float noise
+    out['seconds'] = out['seconds'].round(1)
     return out.sort_values(['loss', 'step'], key=lambda c: c.map(losses.index) if c.name == 'loss' else c).reset_index(drop=True)
 
 def continual_table(summary:pd.DataFrame, title:str=''):

@@ -6,7 +6,8 @@ Docs: https://gift-fastai.github.io/gift-fastai/core.html.md"""
 
 # %% auto #0
 __all__ = ['InputError', 'UnknownNameError', 'InputTypeError', 'check_choice', 'RegistryEntry', 'Registry', 'check_tensor',
-           'check_finite', 'check_labels', 'check_int', 'check_gamma', 'teacher_stats', 'versions']
+           'check_finite', 'check_labels', 'check_int', 'check_gamma', 'teacher_stats', 'versions', 'numpy_globals',
+           'load_torch_file']
 
 # %% ../nbs/00_core.ipynb #c458b5db
 import difflib, inspect
@@ -174,3 +175,32 @@ def versions() -> dict:
     import fastai, gift_fastai
     return dict(torch=torch.__version__, fastai=fastai.__version__, gift_fastai=gift_fastai.__version__)
 
+
+# %% ../nbs/00_core.ipynb #40d2114a
+def numpy_globals() -> dict:
+    "The pickle globals that rebuild numpy arrays, dtypes and scalars (old and new module names): {(module, name): object}."
+    import numpy as np
+    rebuild, scalar = np.zeros(0).__reduce__()[0], np.float64(0).__reduce__()[0]
+    g = {('numpy', 'ndarray'): np.ndarray, ('numpy', 'dtype'): np.dtype}
+    for m in ('numpy.core.multiarray', 'numpy._core.multiarray'): g[m, '_reconstruct'], g[m, 'scalar'] = rebuild, scalar
+    for n in dir(getattr(np, 'dtypes', None) or ()):
+        if n.endswith('DType'): g['numpy.dtypes', n] = getattr(np.dtypes, n)
+    return g
+
+def load_torch_file(path, what:str='file', fix:str='') -> object:
+    "`torch.load(path)` without running code (`weights_only`), numpy arrays allowed; an `InputError` in one sentence otherwise."
+    import re
+    try: return torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e: err = e
+    try: names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+    except Exception: names = []
+    ok = numpy_globals()
+    if names and all(tuple(n.rsplit('.', 1)) in ok for n in names):  # numpy arrays only: rebuild them (dtypes too), nothing else
+        try:
+            with torch.serialization.safe_globals([(o, f"{m}.{n}") for (m, n), o in ok.items()]):
+                return torch.load(path, map_location='cpu', weights_only=True)
+        except Exception as e: err = e
+    first = (re.sub(r'\x1b\[[0-9;]*m', '', str(err)).strip().splitlines() or [''])[0][:200]  # torch's message: ANSI codes, many lines
+    why = (f"it refers to {', '.join(n for n in names if tuple(n.rsplit('.', 1)) not in ok)[:200]}, which a safe load refuses to run"
+           if names else f"{type(err).__name__}: {first}")
+    raise InputError(f"cannot read the {what} {path} ({why}).{' ' + fix if fix else ''}") from None

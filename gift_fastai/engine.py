@@ -6,8 +6,8 @@ Docs: https://gift-fastai.github.io/gift-fastai/engine.html.md"""
 
 # %% auto #0
 __all__ = ['COLUMNS', 'NUMERIC', 'fingerprint', 'Run', 'fit_run', 'fmt', 'ResultsStore', 'read_results', 'typed_rows', 'make_row',
-           'run_all', 'check_teacher_fits', 'seed_list', 'evaluate_distilled', 'summarise', 'write_results', 'pyplot',
-           'save_figure', 'bar_chart']
+           'run_all', 'check_teacher_fits', 'seed_list', 'evaluate_distilled', 'summarise', 'table_markdown',
+           'table_latex', 'write_tables', 'write_results', 'pyplot', 'save_figure', 'bar_chart']
 
 # %% ../nbs/18_engine.ipynb #3e20e39d
 import contextlib, copy, csv, hashlib, io, json, time
@@ -120,7 +120,7 @@ def fit_run(run:Run, device=None, # Where it trains (default: fastai's default d
                         seed=run.seed + 1_000_003 * rank, **(run.dls_kwargs or {}))  # (each process its own augmentations)
     arch = copy.deepcopy(run.arch) if isinstance(run.arch, nn.Module) else run.arch  # every run starts from the module's weights
     learn = distilled_learner(dls, arch, teacher=run.teacher, loss=run.loss, protocol=p, loss_kwargs=run.loss_kwargs,
-                              arch_kwargs=run.arch_kwargs)
+                              arch_kwargs=run.arch_kwargs, seed=run.seed)
     ev = _EvalEvery(max(1, p.eval_every or p.epochs // 4)); learn.add_cbs([ev, *run.cbs, *L(cbs)])
     ck = None
     if checkpoint is not None:
@@ -310,14 +310,15 @@ def run_all(runs:list, # `Run`s
 _CALL_SETTINGS = ('loss_kwargs', 'arch_kwargs', 'names', 'teacher_check')
 
 def check_teacher_fits(teacher, # A teacher module or a list of them; None/'stored' (the set's soft labels): nothing to check
-                       dset:DistilledSet, test:DistilledSet # The sets it will label
+                       dset:DistilledSet, test:DistilledSet, # The sets it will label
+                       device=None # Where the check runs: the training device (default: fastai's default device), where the teacher goes anyway
                       ):
     "Refuse a teacher that does not label these sets (`check_teacher` on the test set, then the distilled set): a class permutation, named with the reordering that fixes it, or chance-level accuracy."
     from gift_fastai.teachers import check_teacher
     if teacher is None or isinstance(teacher, str): return
     for t in (list(teacher) if isinstance(teacher, (list, tuple)) else [teacher]):
         for s, what in ((test, 'the test set'), (dset, 'the distilled set')):
-            rep = check_teacher(t, s, warn=False)
+            rep = check_teacher(t, s, device=device if device is not None else default_device(), warn=False)
             if rep.problems:
                 raise InputError(f"the teacher does not label {what} ({len(s)} images): {' '.join(rep.messages)} If you know "
                                  f"better, skip this check: teacher_check=False (--no-teacher-check).")
@@ -351,7 +352,7 @@ def evaluate_distilled(dset:DistilledSet, # The distilled training set
     if not losses: raise InputError("no loss given: name one or more losses of the registry, e.g. loss=['gift', 'kl'].")
     store = out if isinstance(out, ResultsStore) or out is None else ResultsStore(out)
     names = overrides.get('names') or {}
-    if overrides.get('teacher_check', True): check_teacher_fits(teacher, dset, test)  # before anything trains
+    if overrides.get('teacher_check', True): check_teacher_fits(teacher, dset, test, device)  # before anything trains
     runs = [Run(dset, test, teacher, arch, l, p, seed, overrides.get('loss_kwargs'), overrides.get('arch_kwargs'),
                 labels=dict(names, repeat=r)) for l in losses for r, seed in enumerate(seed_list(seeds))]
     rows = run_all(runs, store, device=device, cbs=cbs, report=report)
@@ -372,9 +373,60 @@ def summarise(runs:list) -> list:
     for loss in dict.fromkeys(r['loss'] for r in runs):
         rs = [r for r in runs if r['loss'] == loss]
         fin, best = np.array([r['final_acc'] for r in rs]), np.array([r['best_acc'] for r in rs])
-        rows.append(dict(loss=loss, repeats=len(rs), final_mean=float(fin.mean()), final_std=float(fin.std()),
-                         best_mean=float(best.mean()), best_std=float(best.std()), seconds=float(sum(r['seconds'] for r in rs))))
+        rows.append(dict(loss=loss, repeats=len(rs), final_mean=round(float(fin.mean()), 6), final_std=round(float(fin.std()), 6),
+                         best_mean=round(float(best.mean()), 6), best_std=round(float(best.std()), 6),
+                         seconds=round(float(sum(r['seconds'] for r in rs)), 1)))
     return rows
+
+def _table_cells(t) -> tuple:
+    "A rich `Table`'s header and rows as (text, bold) pairs: markup parsed, bold kept, ★ dropped."
+    from rich.text import Text
+    def cell(c):
+        txt = c if isinstance(c, Text) else Text.from_markup(str(c))
+        bold = any('bold' in str(s.style) for s in txt.spans) or 'bold' in str(txt.style)
+        return txt.plain.replace('★', '').strip(), bold
+    head = [cell(c.header)[0] for c in t.columns]
+    cols = [list(c.cells) for c in t.columns]
+    return head, [[cell(col[i]) for col in cols] for i in range(t.row_count)]
+
+def table_markdown(t) -> str:
+    "A rich `Table` as a Markdown table (GitHub's flavour): title as a heading line, bold kept, caption below."
+    head, rows = _table_cells(t)
+    esc = lambda s: s.replace('|', '\\|').replace('*', '\\*')
+    right = [c.justify == 'right' for c in t.columns]
+    lines = ([f"**{esc(_plain(t.title))}**", ''] if t.title else []) + [
+        '| ' + ' | '.join(esc(h) for h in head) + ' |', '|' + '|'.join('---:' if r else '---' for r in right) + '|']
+    lines += ['| ' + ' | '.join(f"**{esc(s)}**" if b and s else esc(s) for s, b in row) + ' |' for row in rows]
+    if t.caption: lines += ['', esc(_plain(t.caption))]
+    return '\n'.join(lines) + '\n'
+
+def table_latex(t) -> str:
+    "A rich `Table` as a LaTeX `table` with `booktabs` rules: bold kept, ± as $\\pm$, special characters escaped."
+    head, rows = _table_cells(t)
+    def esc(s):
+        for a, b in (('\\', r'\textbackslash{}'), ('&', r'\&'), ('%', r'\%'), ('$', r'\$'), ('#', r'\#'), ('_', r'\_'),
+                     ('{', r'\{'), ('}', r'\}'), ('~', r'\textasciitilde{}'), ('^', r'\textasciicircum{}')):
+            s = s.replace(a, b)
+        return s.replace('±', r'$\pm$').replace('γ', r'$\gamma$').replace('×', r'$\times$')
+    spec = ''.join('r' if c.justify == 'right' else 'l' for c in t.columns)
+    body = [' & '.join(f"\\textbf{{{esc(s)}}}" if b and s else esc(s) for s, b in row) + r' \\' for row in rows]
+    out = [r'\begin{table}[t]', r'\centering']
+    if t.caption or t.title: out.append(r'\caption{' + esc(' -- '.join(_plain(x) for x in (t.title, t.caption) if x)) + '}')
+    out += [r'\begin{tabular}{' + spec + '}', r'\toprule', ' & '.join(esc(h) for h in head) + r' \\', r'\midrule', *body,
+            r'\bottomrule', r'\end{tabular}', r'\end{table}']
+    return '\n'.join(out) + '\n'
+
+def _plain(x) -> str:
+    "The plain text of a rich title or caption (markup removed)."
+    from rich.text import Text
+    return x.plain if isinstance(x, Text) else Text.from_markup(str(x)).plain
+
+def write_tables(t, out, stem:str='summary') -> list:
+    "Write the rich `Table` `t` as `<out>/<stem>.md` and `<out>/<stem>.tex`, each atomically; the paths."
+    out = Path(out)
+    _atomic_write(out / f'{stem}.md', lambda tmp: Path(tmp).write_text(table_markdown(t)))
+    _atomic_write(out / f'{stem}.tex', lambda tmp: Path(tmp).write_text(table_latex(t)))
+    return [out / f'{stem}.md', out / f'{stem}.tex']
 
 def write_results(out, runs:list, config:dict) -> dict:
     "Write results.json (config, runs, summary) and results.png (bars per loss) to `out`, each atomically."

@@ -150,7 +150,8 @@ def summarise_grid(rows:list) -> pd.DataFrame:
     g = df.groupby(list(AXES), sort=False, dropna=False)
     out = g.agg(n=('final_acc', 'size'), final_mean=('final_acc', 'mean'), final_std=('final_acc', lambda x: x.std(ddof=0)),
                 best_mean=('best_acc', 'mean'), best_std=('best_acc', lambda x: x.std(ddof=0)), seconds=('seconds', 'sum')).reset_index()
-    for k in ('final_mean', 'final_std', 'best_mean', 'best_std'): out[k] = 100 * out[k]
+    for k in ('final_mean', 'final_std', 'best_mean', 'best_std'): out[k] = (100 * out[k]).round(4)  # percentages, no float noise
+    out['seconds'] = out['seconds'].round(1)
     return out
 
 def varying(summary:pd.DataFrame) -> list:
@@ -256,7 +257,7 @@ def plot_grid(summary:pd.DataFrame, out, # The folder to write the PNGs to
     return files
 
 # %% ../nbs/12_experiments.ipynb #ac02641a
-def _load_all(cells, teacher, test):
+def _load_all(cells, teacher, test, arch_kwargs=None, download:bool=False):
     "Load every set (cut to its ipc), the teacher and the test set once; check they fit together and every arch builds."
     from gift_fastai.teachers import load_teacher
     from gift_fastai.models import create_student
@@ -273,25 +274,27 @@ def _load_all(cells, teacher, test):
     first = next(iter(sets.values()))
     tpath = Path(teacher) if teacher is not None else asset_path('teacher')
     t = load_teacher(tpath, classes=first.classes, shape=first.shape)
-    test_set = load_set(test if test is not None else asset_path('test'), '--test')
+    test_set = load_set(test if test is not None else asset_path('test'), '--test', download=download)
     for (label, ipc), s in sets.items():
         if s.classes != first.classes or s.shape != first.shape:
             raise InputError(f"set {label!r} has classes {s.classes[:3]}... and images {s.shape}, another set {first.classes[:3]}... "
                              f"and {first.shape}: one teacher labels every set of a grid, so they must agree.")
     check_same_classes(test_set, first, '--test', shape=False)
     for arch in dict.fromkeys(c['arch'] for c in cells):
-        try: create_student(arch, first.n_classes, first.shape[0], first.shape[1])
+        try: create_student(arch, first.n_classes, first.shape[0], first.shape[1], **(arch_kwargs or {}))
         except InputError as e: raise InputError(f"arch {arch}: {e}") from None
     return sets, t, test_set, str(tpath if teacher is not None else 'default'), str(test if test is not None else 'default')
 
-def grid_runs(cells:list, epochs:int=100, repeats:int=3, seed:int=0, teacher=None, test=None, protocol='gift', **overrides) -> list:
+def grid_runs(cells:list, epochs:int=100, repeats:int=3, seed:int=0, teacher=None, test=None, protocol='gift',
+              device=None, # Where the teacher check runs (the training device)
+              **overrides) -> list:
     "The `Run`s of a grid: each cell `repeats` times (seed + repeat), under `protocol` with the cell's optimizer settings and `overrides`."
     check_int(repeats, 'repeats'); check_int(seed, 'seed', 0)
     if not cells: raise InputError("the grid has no cells: every combination was left out (see the notes) or no axis was given.")
-    check = overrides.pop('teacher_check', True)
-    sets, t, test_set, tname, testname = _load_all(cells, teacher, test)
+    check, arch_kwargs = overrides.pop('teacher_check', True), overrides.pop('arch_kwargs', None)
+    sets, t, test_set, tname, testname = _load_all(cells, teacher, test, arch_kwargs, overrides.pop('download', False))
     if check:  # before anything trains: the teacher labels the test set and every set of the grid
-        for s in {id(s): s for s in sets.values()}.values(): check_teacher_fits(t, s, test_set)
+        for s in {id(s): s for s in sets.values()}.values(): check_teacher_fits(t, s, test_set, device)
     base, runs = get_protocol(protocol, epochs=epochs, **overrides), []
     for c in cells:
         label = _set_label(c['data'])[0]
@@ -300,7 +303,7 @@ def grid_runs(cells:list, epochs:int=100, repeats:int=3, seed:int=0, teacher=Non
             if c['loss'] == 'gift': kw = dict(refine=c['refine'] == 'on', **({} if c['gamma'] is None else dict(gamma=c['gamma'])))
             elif c['refine'] == 'on': cbs.append(Refine(gamma=c['gamma']))
             runs.append(Run(sets[(label, c['ipc'])], test_set, t, c['arch'], c['loss'], base.replace(opt=c['opt'], lr=c['lr'], wd=c['wd']),
-                            seed + r, loss_kwargs=kw, cbs=cbs, cell=dict(refine=c['refine'], gamma=c['gamma'], ipc=c['ipc']),
+                            seed + r, loss_kwargs=kw, arch_kwargs=arch_kwargs, cbs=cbs, cell=dict(refine=c['refine'], gamma=c['gamma'], ipc=c['ipc']),
                             labels=dict(data=label, teacher=tname, test=testname, repeat=r)))
     return runs
 
@@ -315,6 +318,6 @@ def run_grid(cells:list, # Cells from `expand_grid`
              **settings # The base protocol (`protocol='gift'`) and its settings for every run (bs, eval_every, precision...)
             ) -> list: # The rows of the grid's runs (finished before or now), in grid order
     "Train every (cell, repeat) not yet in `out`'s results, recording each run's row as it finishes."
-    runs = grid_runs(cells, epochs, repeats, seed, teacher, test, **settings)
+    runs = grid_runs(cells, epochs, repeats, seed, teacher, test, device=device, **settings)
     return run_all(runs, out if isinstance(out, ResultsStore) else ResultsStore(out), device=device, report=report, stop_after=stop_after)
 

@@ -119,6 +119,8 @@ def test_console_scripts(files, tmp_path):
     assert p.returncode == 2 and 'Traceback' not in p.stderr and "gift-eval: error: unknown loss 'nope'" in p.stderr, p.stderr
     d = subprocess.run([str(exe.with_name('gift-distill')), '--help'], capture_output=True, text=True, env=env, timeout=120)
     assert d.returncode == 0 and '--teacher' in d.stdout
+    t = subprocess.run([str(exe.with_name('gift-teacher')), '--help'], capture_output=True, text=True, env=env, timeout=120)
+    assert t.returncode == 0 and 'NAME:PATH' in t.stdout and '--overwrite' in t.stdout
 
 
 def test_gift_distill(files, tmp_path, capsys):
@@ -202,7 +204,7 @@ def test_gift_eval_reads_rded_folders_and_data_pt_with_a_named_teacher(tmp_path,
 
 
 @pytest.mark.parametrize('parser', ['gift_fastai.cli:eval_parser', 'gift_fastai.cli:distill_parser',
-                                    'gift_fastai.cli:ablate_parser', 'gift_fastai.cli:continual_parser'])
+                                    'gift_fastai.cli:ablate_parser', 'gift_fastai.cli:continual_parser', 'gift_fastai.cli:teacher_parser'])
 def test_help_states_each_default_once(parser):
     import importlib, re
     mod, fn = parser.split(':')
@@ -210,7 +212,7 @@ def test_help_states_each_default_once(parser):
     helps = re.split(r'\s--?[\w-]+(?: [A-Z_]+)?\s', text)
     assert not [h for h in helps if h.count('(default') > 1], [h for h in helps if h.count('(default') > 1]
     assert '(default: None)' not in text
-    if fn != 'distill_parser': assert '(default: 100)' in text   # --epochs
+    if fn not in ('distill_parser', 'teacher_parser'): assert '(default: 100)' in text   # --epochs
 
 
 def test_speed_flags_reach_the_learner(files, tmp_path, monkeypatch):
@@ -290,3 +292,73 @@ def test_commands_print_no_import_warning_and_warnings_as_one_line(tmp_path):
     assert 'torch.jit.script' in lib.stderr, lib.stderr   # a library import filters nothing: the filter is the commands'
     from gift_fastai.cli import _warning_line
     assert _warning_line('bad thing', UserWarning, 'x.py', 3, 'source') == 'UserWarning: bad thing\n'
+
+
+def test_gift_teacher_trains_checks_and_saves(files, tmp_path, capsys):
+    "gift-teacher: a teacher trained from the shell, checked on the test set, saved; the other commands take it; never replaced silently."
+    from gift_fastai.cli import gift_teacher
+    from gift_fastai.teachers import load_teacher
+    from conftest import blobs
+    train = blobs(20, seed=7).save(tmp_path / 'train.safetensors')
+    out = tmp_path / 't.safetensors'
+    argv = ['--data', str(train), '--test', files['test'], '--arch', 'convnet3', '--epochs', '6', '--bs', '16', '--lr', '1e-2',
+            '--aug', 'none', '--device', 'cpu', '--out', str(out)]
+    assert gift_teacher(argv) == 0, capsys.readouterr().err
+    raw = capsys.readouterr().out; printed = ' '.join(raw.split())   # (rich wraps long lines)
+    assert 'augmentation none (given)' in printed and 'check on 40 test images' in printed and 'wrote' in printed, printed
+    assert 'epoch 6/6' in printed and '\r' not in raw   # pytest's capture is not a terminal: one line per epoch
+    t = load_teacher(out)
+    assert t.teacher_meta['valid_acc'] > 0.9 and t.teacher_meta['aug'] is None
+    assert gift_eval(base(files, tmp_path / 'ev', '--teacher', str(out), '--loss', 'gift', '--epochs', '1', '--repeats', '1')) == 0
+    before = out.read_bytes()
+    assert gift_teacher(argv) == 2 and 'add --overwrite' in capsys.readouterr().err
+    assert out.read_bytes() == before
+    shifted = DistilledSet.load(files['test']); shifted.labels = (shifted.labels + 1) % C   # class c filed as c+1
+    bad = argv[:2] + ['--test', str(shifted.save(tmp_path / 'shifted.safetensors'))] + argv[4:-2] + ['--out', str(tmp_path / 'bad.safetensors')]
+    assert gift_teacher(bad) == 2
+    err = capsys.readouterr().err
+    assert 'fails its check (near chance, class order): not saved' in err, err
+    assert not (tmp_path / 'bad.safetensors').exists()
+    assert gift_teacher(['--data', str(train), '--out', str(tmp_path / 'x.safetensors')]) == 2
+    assert '--test is needed' in capsys.readouterr().err
+
+
+def test_summaries_as_markdown_and_latex(files, tmp_path):
+    "gift-eval writes its table as results.md and results.tex, percentages with two decimals and no float noise."
+    assert gift_eval(base(files, tmp_path, '--loss', 'gift,kl', '--epochs', '1', '--repeats', '2')) == 0
+    md, tex = (tmp_path / 'results.md').read_text(), (tmp_path / 'results.tex').read_text()
+    res = json.loads((tmp_path / 'results.json').read_text())
+    for s in res['summary']:
+        cell = f"{100 * s['final_mean']:.2f} ± {100 * s['final_std']:.2f}"
+        assert cell in md and cell.replace('±', '$\\pm$') in tex, (cell, md)
+        assert len(repr(s['final_mean'])) <= 8, s   # rounded where it is made: 0.9, not 0.8999999999999
+    assert md.count('\n| ') == 3 and '\\begin{tabular}{lrrrr}' in tex and '\\toprule' in tex
+
+
+def test_fit_lets_a_large_student_take_small_images(files, tmp_path, capsys):
+    "--fit pad: resnet18 (built for >= 32 px) trains on 16 px images, padded inside the model; without it, refused before training."
+    assert gift_eval(base(files, tmp_path / 'a', '--arch', 'resnet18', '--loss', 'kl', '--epochs', '1', '--repeats', '1')) == 2
+    assert "--fit in the commands" in capsys.readouterr().err
+    assert gift_eval(base(files, tmp_path / 'b', '--arch', 'resnet18', '--fit', 'pad', '--loss', 'kl', '--epochs', '1', '--repeats', '1')) == 0
+    row = next(csv.DictReader(open(tmp_path / 'b' / 'results.csv')))
+    assert row['arch'] == 'resnet18' and 0 <= float(row['final_acc']) <= 1
+
+
+def test_overall_time_left_in_the_finished_run_lines():
+    "RichReport: each finished run's line says how many runs are done and the time left for all, at the pace so far."
+    import io
+    from rich.console import Console
+    from gift_fastai.cli import RichReport
+    from types import SimpleNamespace
+    now = [0.0]
+    con = Console(file=io.StringIO(), width=200, force_terminal=False)
+    run = SimpleNamespace(result=None, protocol=SimpleNamespace(epochs=10))
+    with RichReport(con, 'runs', lambda r, row: 'run done', clock=lambda: now[0]) as rep:
+        rep('plan', total=3, todo=3, epochs=30, device='cpu')
+        for i in range(2):
+            rep('start', index=i, run=run)
+            for _ in range(10): now[0] += 6; rep('epoch', index=i, epoch=0)
+            rep('end', index=i, run=run, row={})
+    text = con.file.getvalue()
+    assert 'run done · 1/3 run(s) done, about 2 min left' in text, text   # 20 epochs left at 6 s
+    assert 'run done · 2/3 run(s) done, about 60 s left' in text, text

@@ -13,6 +13,15 @@ from gift_fastai.data import DistilledSet
 ENV = dict(os.environ, OMP_NUM_THREADS='1', NO_ALBUMENTATIONS_UPDATE='1')
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """This process computes with one thread, as the killed processes (ENV) do: float sums depend on the thread count, so a run is
+    bit for bit the same only at the same count (the killed run's first epochs and the reference's must agree)."""
+    n = torch.get_num_threads(); torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def exe(name):
     p = Path(sys.executable).with_name(name)
     if not p.exists(): pytest.skip(f"{name} not found next to {sys.executable}")
@@ -40,7 +49,10 @@ def epochs_trained(monkeypatch):
     return n
 
 
-def pths(folder): return sorted(Path(folder).rglob('*.pth')) if Path(folder).exists() else []
+def pths(folder):
+    "The checkpoint files under `folder` (the run may remove the folder while we look: then none)."
+    try: return sorted(Path(folder).rglob('*.pth'))
+    except FileNotFoundError: return []
 
 
 def test_gift_eval_resumes_a_killed_run(files, tmp_path, epochs_trained, capsys):

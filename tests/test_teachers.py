@@ -181,3 +181,33 @@ def test_train_teacher_is_deterministic(data):
     train, _ = data
     kw = dict(epochs=1, bs=32, device='cpu', arch_kwargs=dict(width=16))
     assert same_state(train_teacher(train, seed=3, **kw), train_teacher(train, seed=3, **kw))
+
+
+def test_progress_in_a_log_file_is_one_line_per_epoch(tmp_path):
+    "train_teacher(progress=True) writing to a file (a log, not a terminal): plain lines, no carriage-return redraws."
+    script = ("import torch\nfrom gift_fastai.data import DistilledSet\nfrom gift_fastai.teachers import train_teacher\n"
+              "x = (torch.arange(4).repeat_interleave(8)[:, None, None, None] * 60 + torch.zeros(32, 1, 8, 8)).to(torch.uint8)\n"
+              "train_teacher(DistilledSet(x, torch.arange(4).repeat_interleave(8)), epochs=3, bs=16, device='cpu', "
+              "arch_kwargs=dict(width=8), progress=True)\n")
+    log = tmp_path / 'log.txt'
+    import subprocess, sys
+    with open(log, 'w') as f: subprocess.run([sys.executable, '-c', script], stdout=f, stderr=subprocess.DEVNULL, check=True)
+    text = log.read_text()
+    assert '\r' not in text, repr(text[:300])
+    lines = [l for l in text.splitlines() if l.startswith('epoch ')]
+    assert [l.split(':')[0] for l in lines] == ['epoch 1/3', 'epoch 2/3', 'epoch 3/3'], text
+    assert 'train_loss' in lines[0] and 'time' in lines[0]
+
+
+def test_default_augmentation_follows_the_kind_of_images():
+    "aug='auto': digits (MNIST and kin) are not flipped; other sets, or a set of unknown source, are; the reason is recorded."
+    from gift_fastai.teachers import teacher_aug
+    x, y = torch.zeros(8, 1, 8, 8, dtype=torch.uint8), torch.arange(2).repeat_interleave(4)
+    assert teacher_aug(DistilledSet(x, y, meta=dict(source='mnist')))[0] == ['crop']
+    assert teacher_aug(DistilledSet(x, y, meta=dict(source='fashion-mnist')))[0] == ['flip', 'crop']
+    assert teacher_aug(DistilledSet(x, y))[0] == ['flip', 'crop']
+    t = train_teacher(DistilledSet(x, y, meta=dict(source='mnist')), epochs=1, bs=8, device='cpu', arch_kwargs=dict(width=8))
+    assert t.teacher_meta['aug'] == ['crop'] and 'digits' in t.teacher_meta['aug_reason']
+    t = train_teacher(DistilledSet(x, y, meta=dict(source='mnist')), epochs=1, bs=8, device='cpu', aug='standard',
+                      arch_kwargs=dict(width=8))
+    assert t.teacher_meta['aug'] == ['flip', 'crop']

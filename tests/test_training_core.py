@@ -263,7 +263,7 @@ def trained(data, teacher):
 
 def test_get_preds(trained, data):
     test = data[1]
-    preds, (y, soft), dec = trained.get_preds(with_decoded=True)
+    preds, y, dec = trained.get_preds(with_decoded=True)   # targets: the hard labels (with_soft=True adds the soft ones)
     assert preds.shape == (len(test), C)
     torch.testing.assert_close(preds.sum(1), torch.ones(len(test)))
     assert torch.equal(y, test.labels)  # in the set's order
@@ -275,7 +275,7 @@ def test_test_dl_and_predict(trained, data, teacher):
     test = data[1]
     ref, _ = trained.get_preds()
     # a labelled DistilledSet: the same predictions, with targets
-    p1, (y1, _) = trained.get_preds(dl=trained.dls.test_dl(test))
+    p1, y1 = trained.get_preds(dl=trained.dls.test_dl(test))
     torch.testing.assert_close(p1, ref); assert torch.equal(y1, test.labels)
     # uint8 images: no targets
     p2, t2 = trained.get_preds(dl=trained.dls.test_dl(test.images))
@@ -293,7 +293,8 @@ def test_test_dl_and_predict(trained, data, teacher):
         trained.dls.test_dl(test.images[:, :1])
     renamed = DistilledSet(test.images, test.labels, classes=list('abcd'))
     with pytest.raises(InputError, match='one class list in one order'): trained.dls.test_dl(renamed)
-    with pytest.raises(InputError, match='test items must be a DistilledSet'): trained.dls.test_dl(['a.png'])
+    with pytest.raises(InputError, match='cannot read image a.png'): trained.dls.test_dl(['a.png'])   # files are read: this one is missing
+    with pytest.raises(InputError, match='test items must be a DistilledSet'): trained.dls.test_dl([1.5])
 
 
 def test_show_results(trained, data):
