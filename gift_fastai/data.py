@@ -247,6 +247,13 @@ def load(cls:DistilledSet, path) -> DistilledSet:
 # %% ../nbs/05_data.ipynb #335130bf
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
 
+def _image_array(im:Image.Image, mode:str, size) -> np.ndarray:
+    "A PIL image as uint8 [C,H,W] in `mode` ('L' or 'RGB'), resized (bilinear) to `size` (H, W) unless None."
+    im = im.convert(mode)
+    if size is not None and im.size != (size[1], size[0]): im = im.resize((size[1], size[0]), Image.BILINEAR)
+    a = np.asarray(im, dtype=np.uint8)
+    return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+
 def _read_image(f:Path, mode:str, size):
     try:
         with Image.open(f) as im:
@@ -255,9 +262,7 @@ def _read_image(f:Path, mode:str, size):
     except Exception as e:
         raise InputError(f"cannot read image {f} ({type(e).__name__}: {e}): the file is missing, corrupt or truncated; "
                          f"remove or replace it.") from None
-    if size is not None and im.size != (size[1], size[0]): im = im.resize((size[1], size[0]), Image.BILINEAR)
-    a = np.asarray(im, dtype=np.uint8)
-    return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+    return _image_array(im, mode, size)
 
 def _load_class_dirs(dirs:list, classes:list, mode:str, img_size, **kwargs) -> DistilledSet:
     "Read the images of `dirs[i]` as class i."
@@ -382,13 +387,9 @@ class _Triplets:
     def _read(self, items) -> torch.Tensor:
         "Image files or PIL images as uint8 [N,C,H,W] in the training images' channels and size (resized, as `from_rded_folder(img_size=)`)."
         C, H, W = self.dset.shape
-        def one(o):
-            if isinstance(o, (str, Path)): return _read_image(Path(o), 'L' if C == 1 else 'RGB', (H, W))
-            im = o.convert('L' if C == 1 else 'RGB')
-            if im.size != (W, H): im = im.resize((W, H), Image.BILINEAR)
-            a = np.asarray(im, dtype=np.uint8)
-            return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
-        return torch.from_numpy(np.stack([one(o) for o in items]))
+        mode = 'L' if C == 1 else 'RGB'
+        return torch.from_numpy(np.stack([_read_image(Path(o), mode, (H, W)) if isinstance(o, (str, Path)) else _image_array(o, mode, (H, W))
+                                          for o in items]))
 
     def test_set(self, items) -> '_Triplets':
         "A validation view of `items` for `test_dl`/`predict`: a `DistilledSet` or `(image, class, soft label)` items (labelled), or images: tensors, arrays, files or PIL images (unlabelled)."
