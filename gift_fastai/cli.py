@@ -23,7 +23,7 @@ from .core import InputError, check_choice
 from .losses import loss_registry
 from .protocols import Protocol, get_protocol, protocol_registry
 from .data import DistilledSet
-from .assets import asset_path, load_inputs, load_stream, load_set, check_device
+from .assets import asset_path, load_inputs, load_stream, load_set, check_device, format_registry
 from .engine import ResultsStore, evaluate_distilled, write_results, write_tables
 from .models import FITS
 from .distributed import is_main, world_size
@@ -39,8 +39,10 @@ def add_input_args(p:argparse.ArgumentParser, one_set:bool=True # Also --data an
                   ) -> argparse.ArgumentParser:
     "Add the inputs: --teacher and --test (the embedded ones by default), and --data and --ipc for a command on one set."
     if one_set:
-        p.add_argument('--data', default=None, help="distilled set: a set file (.safetensors), an RDED folder, or GIFT's data.pt "
-                       "(default: the embedded set)")
+        p.add_argument('--data', default=None, help="distilled set: a set file (.safetensors), an RDED folder, an SRe2L/CDA/G-VBSM/EDC "
+                       "folder, or GIFT's data.pt; the format is read off its layout (default: the embedded set)")
+        p.add_argument('--format', default=None, choices=format_registry.names, help="the format of --data, where its layout does "
+                       "not say it (default: detected)")
         p.add_argument('--ipc', type=int, default=None, help="use the first IPC images of each class of --data (default: all)")
     p.add_argument('--teacher', default=None, help="teacher file written by save_teacher (default: the embedded teacher)")
     p.add_argument('--no-teacher-check', action='store_true', help="do not check the teacher on the test and distilled sets before "
@@ -256,7 +258,7 @@ def _gift_eval(args) -> int:
     args.out = args.out or f"gift-eval-{datetime.datetime.now():%Y%m%d-%H%M%S}"
     store = results_store(args); store.rows()  # a results file of another version fails now, not after a run
     dset, test, teacher, tpath = load_inputs(args.data, args.test, args.teacher, ipc=args.ipc, arch=args.arch, device=args.device,
-                                             arch_kwargs=settings.get('arch_kwargs'), download=args.download)
+                                             arch_kwargs=settings.get('arch_kwargs'), download=args.download, format=args.format)
     meta, out = getattr(teacher, 'teacher_meta', {}) or {}, store.folder
     console = Console(quiet=not is_main())  # in a launch of several processes only rank 0 prints and writes
     title = ' · '.join(v for v in (dset.meta.get('source'), ' '.join(filter(None, (dset.meta.get('method'), f"IPC {int(dset.class_counts.min())}"))),
@@ -388,7 +390,7 @@ def _gift_continual(args) -> int:
                          "of the seen classes).")
     settings = protocol_settings(args, args.device); store = results_store(args); store.rows()
     dset, test, teacher, tpath = load_inputs(args.data, args.test, args.teacher, ipc=args.ipc, arch=args.arch, device=args.device,
-                                             arch_kwargs=settings.get('arch_kwargs'), download=args.download)
+                                             arch_kwargs=settings.get('arch_kwargs'), download=args.download, format=args.format)
     split = ClassIncremental(dset.n_classes, args.steps, seed=args.order_seed)  # --steps against the class count, before anything trains
     memory = GDumb(args.budget, load_stream(args.stream, dset, args.download) if args.stream is not None else None) if args.memory == 'gdumb' else 'distilled'
     console, t0 = Console(quiet=not is_main()), time.time()

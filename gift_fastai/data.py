@@ -6,8 +6,9 @@ Docs: https://gift-fastai.github.io/gift-fastai/data.html.md"""
 
 # %% auto #0
 __all__ = ['IMAGE_EXTS', 'TensorSoftLabel', 'SoftLabelSummary', 'SoftLabelTfm', 'SoftLabelBlock', 'soft_getter',
-           'AlbumentationsTfm', 'DistilledSet', 'write_tagged', 'read_tagged', 'from_rded_folder', 'from_class_folders',
-           'from_gift_pt', 'export_folders', 'paper_bs', 'DistilledDL', 'show_soft_results', 'distilled_dls']
+           'AlbumentationsTfm', 'DistilledSet', 'write_tagged', 'read_tagged', 'from_rded_folder', 'from_sre2l_folder',
+           'from_class_folders', 'from_gift_pt', 'export_folders', 'paper_bs', 'DistilledDL', 'show_soft_results',
+           'distilled_dls']
 
 # %% ../nbs/05_data.ipynb #ce60bedd
 import json, os, re, shutil, tempfile, warnings
@@ -277,6 +278,28 @@ def _load_class_dirs(dirs:list, classes:list, mode:str, img_size, **kwargs) -> D
         raise InputError(f"images have different sizes {sorted(shapes)[:3]}...: pass img_size=... to resize them all.")
     return DistilledSet(np.stack(imgs), np.array(labels, dtype=np.int64), classes=classes, **kwargs)
 
+def _numbered_dirs(path, prefix:str, example:str, other:str) -> list:
+    "The class folders of `path` named `prefix` + a class number, in class order; refuses gaps, doubles and other names."
+    path = Path(path)
+    if not path.is_dir(): raise InputError(f"no such folder: {path}.")
+    subs = sorted(d for d in path.iterdir() if d.is_dir() and not d.name.startswith('.'))
+    if not subs: raise InputError(f"{path} has no class folders (expected {example}).")
+    bad = [d.name for d in subs if not re.fullmatch(re.escape(prefix) + r'\d+', d.name)]
+    if bad: raise InputError(f"class folder {bad[0]!r} in {path} is not {prefix or 'a class number'}{'<class number>' if prefix else ''}; {other}")
+    nums = {int(d.name[len(prefix):]): d for d in subs}
+    if len(nums) != len(subs): raise InputError(f"two folders of {path} have the same class number (e.g. {prefix}1 and {prefix}001).")
+    n = max(nums) + 1
+    missing = [i for i in range(n) if i not in nums]
+    if missing: raise InputError(f"class folders of {path} are not contiguous: class {missing[0]} has no folder "
+                                 f"({len(missing)} missing of {n}); an empty class would break the class order.")
+    return [nums[i] for i in range(n)]
+
+def _numbered_set(dirs:list, path, classes, mode:str, img_size, **kwargs) -> DistilledSet:
+    n = len(dirs)
+    if classes is not None and len(classes) != n:
+        raise InputError(f"{len(classes)} class names given but {path} has {n} class folders.")
+    return _load_class_dirs(dirs, list(classes) if classes is not None else [str(i) for i in range(n)], mode, img_size, **kwargs)
+
 def from_rded_folder(path, # Folder with one sub-folder per class, named by its class number
                      classes=None, # Class names for the numbers 0..C-1 (default: the numbers)
                      mode:str='RGB', # 'RGB' or 'L' (grey)
@@ -284,23 +307,18 @@ def from_rded_folder(path, # Folder with one sub-folder per class, named by its 
                      **kwargs # mean, std, meta for `DistilledSet`
                     ) -> DistilledSet:
     "Import an RDED-style set: `{class:05d}/*.jpg|png`, class index = folder number."
-    path = Path(path)
-    if not path.is_dir(): raise InputError(f"no such folder: {path}.")
-    subs = sorted(d for d in path.iterdir() if d.is_dir() and not d.name.startswith('.'))
-    if not subs: raise InputError(f"{path} has no class folders (expected {path}/00000, {path}/00001, ...).")
-    bad = [d.name for d in subs if not re.fullmatch(r'\d+', d.name)]
-    if bad: raise InputError(f"class folder {bad[0]!r} in {path} is not a class number; for class-name folders use "
-                             f"from_class_folders(path, classes=[...]) with the class order of your teacher.")
-    nums = {int(d.name): d for d in subs}
-    if len(nums) != len(subs): raise InputError(f"two folders of {path} have the same class number (e.g. 1 and 00001).")
-    n = max(nums) + 1
-    missing = [i for i in range(n) if i not in nums]
-    if missing: raise InputError(f"class folders of {path} are not contiguous: class {missing[0]} has no folder "
-                                 f"({len(missing)} missing of {n}); an empty class would break the class order.")
-    if classes is not None and len(classes) != n:
-        raise InputError(f"{len(classes)} class names given but {path} has {n} class folders.")
-    return _load_class_dirs([nums[i] for i in range(n)], list(classes) if classes is not None else [str(i) for i in range(n)],
-                            mode, img_size, **kwargs)
+    dirs = _numbered_dirs(path, '', f"{path}/00000, {path}/00001, ...", "for class-name folders use from_class_folders(path, "
+                          "classes=[...]) with the class order of your teacher; SRe2L-family folders (new000, ...) are read by "
+                          "from_sre2l_folder.")
+    return _numbered_set(dirs, path, classes, mode, img_size, **kwargs)
+
+def from_sre2l_folder(path, # Folder with one sub-folder per class: `new000`, `new001`, ... (`new00000` for CDA's ImageNet-21K)
+                      classes=None, # Class names for the numbers 0..C-1 (default: the numbers)
+                      mode:str='RGB', img_size=None, **kwargs) -> DistilledSet:
+    "Import an SRe2L, CDA, G-VBSM or EDC synthetic set: `new{c:03d}/class{c:03d}_id{k:03d}.jpg|png`, class index = the number after `new`."
+    dirs = _numbered_dirs(path, 'new', f"{path}/new000, {path}/new001, ...", "SRe2L, CDA, G-VBSM and EDC name their class folders "
+                          "new000, new001, ...; RDED-style folders (00000, ...) are read by from_rded_folder.")
+    return _numbered_set(dirs, path, classes, mode, img_size, **kwargs)
 
 def from_class_folders(path, # Folder with one sub-folder per class, named by the class
                        classes, # The class names in the teacher's order: class i is folder `classes[i]`

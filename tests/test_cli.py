@@ -362,3 +362,19 @@ def test_overall_time_left_in_the_finished_run_lines():
     text = con.file.getvalue()
     assert 'run done · 1/3 run(s) done, about 2 min left' in text, text   # 20 epochs left at 6 s
     assert 'run done · 2/3 run(s) done, about 60 s left' in text, text
+
+
+def test_gift_eval_reads_an_sre2l_family_folder(files, tmp_path, capsys):
+    "--data takes an SRe2L/CDA/G-VBSM/EDC folder (new{c:03d}/class{c:03d}_id{k:03d}.png), detected from its layout."
+    from PIL import Image
+    dset = DistilledSet.load(files['data'])
+    for i, (img, c) in enumerate(zip(dset.images, dset.labels.tolist())):
+        d = tmp_path / 'syn' / f'new{c:03d}'; d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img[0].numpy()).save(d / f'class{c:03d}_id{i % 5:03d}.png')
+    argv = ['--data', str(tmp_path / 'syn'), '--test', files['test'], '--teacher', files['teacher'], '--loss', 'kl', '--epochs', '1',
+            '--repeats', '1']
+    assert gift_eval(argv + ['--out', str(tmp_path / 'a')]) == 0, capsys.readouterr().err
+    cfg = json.loads((tmp_path / 'a' / 'results.json').read_text())['config']
+    assert cfg['n_train'] == len(dset) and cfg['classes'] == dset.classes   # class names from the teacher, in its order
+    assert gift_eval(argv + ['--format', 'rded', '--out', str(tmp_path / 'b')]) == 2
+    assert 'from_sre2l_folder' in capsys.readouterr().err
