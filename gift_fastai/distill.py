@@ -125,6 +125,7 @@ def rded(train:DistilledSet, # The real training set (labelled)
          factor:int=1, # f: each distilled image holds f×f crops (1 for 32/64 px, 2 for ImageNet-family)
          n_candidates:int=300, # Real images drawn per class (all of them if the class has fewer)
          n_crops:int=5, # Random crops scored per candidate image
+         ratio:tuple=(1., 1.), # Aspect-ratio range of the crops: RDED's are square; (3/4, 4/3) is torchvision's default
          seed:int=0, # Seeds every draw
          bs:int=256, # Crops per teacher batch
          device=None, # Where the teacher runs (default: its parameters' device)
@@ -152,7 +153,9 @@ def rded(train:DistilledSet, # The real training set (labelled)
     g = torch.Generator().manual_seed(seed)
     pad = ((H - s) // 2, H - s - (H - s) // 2)
     out_imgs, sel_scores, all_scores = [], [], []
-    settings = dict(ipc=ipc, factor=f, n_candidates=n_candidates, n_crops=n_crops, seed=seed, bs=bs, n_train=len(train),
+    ratio = tuple(float(r) for r in ratio)
+    if len(ratio) != 2 or not 0 < ratio[0] <= ratio[1]: raise InputError(f"ratio must be (low, high) with 0 < low <= high, got {ratio}.")
+    settings = dict(ipc=ipc, factor=f, n_candidates=n_candidates, n_crops=n_crops, ratio=list(ratio), seed=seed, bs=bs, n_train=len(train),
                     classes=train.n_classes, mean=mean.flatten().tolist(), std=std.flatten().tolist())
     if checkpoint is not None: checkpoint = Path(checkpoint); checkpoint.mkdir(parents=True, exist_ok=True)
     try:
@@ -168,7 +171,7 @@ def rded(train:DistilledSet, # The real training set (labelled)
                 cand = ci[torch.randperm(len(ci), generator=g)[:n_candidates]]
                 imgs = train.images[cand].to(device).float().div_(255)              # [n, C, H, W] in [0, 1]
                 n = len(cand)
-                boxes = sample_boxes(n * n_crops, H, W, g).to(device)
+                boxes = sample_boxes(n * n_crops, H, W, g, ratio=ratio).to(device)
                 img_of = torch.arange(n, device=device).repeat_interleave(n_crops)
                 target = torch.full((bs,), c, device=device)
                 scores = torch.empty(n * n_crops, device=device)
