@@ -85,7 +85,8 @@ def load_set(spec, what:str='--data',
         fmt = check_choice(format, format_registry.names, 'format') if format is not None else detect_format(p)
         return format_registry.create(fmt, path=p, classes=classes, channels=channels)
     from gift_fastai import datasets
-    ds = datasets.dataset_spec(spec) if (what != '--data' if real is None else real) else None
+    named = what != '--data' if real is None else real  # may a dataset name stand here?
+    ds = datasets.dataset_spec(spec) if named else None
     if ds is not None:
         name, path = ds
         try: return datasets.get_dataset(name, path=path, download=download)[0 if split == 'train' else 1]
@@ -94,7 +95,7 @@ def load_set(spec, what:str='--data',
                    .replace('path=', f'{what} {name}:'))
             raise InputError(f"{what} {spec}: {msg}") from None
     raise InputError(f"{what} {spec}: no such file or folder (give a set file, an RDED folder, a data.pt"
-                     f"{', or a dataset name, NAME or NAME:PATH (' + ', '.join(datasets.dataset_registry.names) + ')' if (what != '--data' if real is None else real) else ''}).")
+                     f"{', or a dataset name, NAME or NAME:PATH (' + ', '.join(datasets.dataset_registry.names) + ')' if named else ''}).")
 
 def first_per_class(dset:DistilledSet, ipc:int) -> DistilledSet:
     "The first `ipc` images of each class (for an RDED set: its best-ranked ones)."

@@ -23,7 +23,7 @@ from .core import InputError, check_choice
 from .losses import loss_registry
 from .protocols import Protocol, get_protocol, protocol_registry
 from .data import DistilledSet
-from .assets import asset_path, load_inputs, load_stream, load_set, check_device, format_registry
+from .assets import asset_path, load_inputs, load_stream, load_set, check_device, check_same_classes, format_registry
 from .engine import ResultsStore, evaluate_distilled, write_results, write_tables
 from .models import FITS
 from .distributed import is_main, world_size
@@ -518,10 +518,8 @@ def _gift_teacher(args) -> int:
     if args.test is None and dataset_spec(args.data) is None:
         raise InputError("--test is needed: --data is not a dataset name, so there is no test split to take.")
     test = load_set(args.test if args.test is not None else args.data, '--test', download=args.download)
-    if test.classes != train.classes:
-        raise InputError(f"--test has classes {test.classes[:3]}... but --data {train.classes[:3]}...: one class list in one order.")
-    aug = (None if args.aug == 'none' else args.aug if args.aug in ('auto', 'standard') or ',' not in args.aug
-           else comma_list(args.aug, '--aug', 'crop,flip'))
+    check_same_classes(test, train, '--test', shape=False)
+    aug = None if args.aug == 'none' else comma_list(args.aug, '--aug', 'crop,flip') if ',' in args.aug else args.aug
     console = Console()
     ops, why = teacher_aug(train) if args.aug == 'auto' else (aug, 'given')
     ops = 'none' if ops is None else ops if isinstance(ops, str) else ' + '.join(ops)

@@ -19,7 +19,7 @@ from PIL import Image
 from fastcore.basics import store_attr, patch
 from fastcore.foundation import L
 from fastai.torch_core import TensorBase, TensorImage, TensorCategory
-from fastai.data.core import TfmdDL, DataLoaders
+from fastai.data.core import TfmdDL, DataLoaders, show_results
 from fastai.data.block import TransformBlock
 from fastai.data.transforms import IntToFloatTensor, Normalize, CategoryMap
 from fastai.vision.core import PILImage
@@ -477,8 +477,8 @@ class DistilledDL(TfmdDL):
         "fastai's `show_results`, drawn by `show_soft_results` (one-channel images in grey)."
         res = super().show_results(b, out, max_n, ctxs, show=False)
         if not show: return res
-        if res[2] is None or not self.dataset.labelled: return super().show_results(b, out, max_n, ctxs, show, **self._grey(kwargs))
-        return show_soft_results(*res, ctxs=ctxs, max_n=max_n, **self._grey(kwargs))
+        draw = show_soft_results if res[2] is not None and self.dataset.labelled else show_results
+        return draw(*res, ctxs=ctxs, max_n=max_n, **self._grey(kwargs))
 
     def new(self, dataset=None, cls=None, **kwargs):
         "A loader like this one over `dataset`: a `DistilledSet` or images for `test_dl` (see `_Triplets.test_set`)."

@@ -310,14 +310,15 @@ def run_all(runs:list, # `Run`s
 _CALL_SETTINGS = ('loss_kwargs', 'arch_kwargs', 'names', 'teacher_check')
 
 def check_teacher_fits(teacher, # A teacher module or a list of them; None/'stored' (the set's soft labels): nothing to check
-                       dset:DistilledSet, test:DistilledSet, # The sets it will label
+                       dset, # The distilled set it will label, or a list of them (a grid's)
+                       test:DistilledSet, # The test set it will label (checked once)
                        device=None # Where the check runs: the training device (default: fastai's default device), where the teacher goes anyway
                       ):
     "Refuse a teacher that does not label these sets (`check_teacher` on the test set, then the distilled set): a class permutation, named with the reordering that fixes it, or chance-level accuracy."
     from gift_fastai.teachers import check_teacher
     if teacher is None or isinstance(teacher, str): return
     for t in (list(teacher) if isinstance(teacher, (list, tuple)) else [teacher]):
-        for s, what in ((test, 'the test set'), (dset, 'the distilled set')):
+        for s, what in [(test, 'the test set')] + [(d, 'the distilled set') for d in (dset if isinstance(dset, (list, tuple)) else [dset])]:
             rep = check_teacher(t, s, device=device if device is not None else default_device(), warn=False)
             if rep.problems:
                 raise InputError(f"the teacher does not label {what} ({len(s)} images): {' '.join(rep.messages)} If you know "

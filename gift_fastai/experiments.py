@@ -294,7 +294,7 @@ def grid_runs(cells:list, epochs:int=100, repeats:int=3, seed:int=0, teacher=Non
     check, arch_kwargs = overrides.pop('teacher_check', True), overrides.pop('arch_kwargs', None)
     sets, t, test_set, tname, testname = _load_all(cells, teacher, test, arch_kwargs, overrides.pop('download', False))
     if check:  # before anything trains: the teacher labels the test set and every set of the grid
-        for s in {id(s): s for s in sets.values()}.values(): check_teacher_fits(t, s, test_set, device)
+        check_teacher_fits(t, list({id(s): s for s in sets.values()}.values()), test_set, device)
     base, runs = get_protocol(protocol, epochs=epochs, **overrides), []
     for c in cells:
         label = _set_label(c['data'])[0]

@@ -138,6 +138,11 @@ def _is_timm(name:str) -> bool:
     import timm
     return timm.is_model(name)
 
+def _reduction(m:nn.Module) -> int:
+    "A timm model's largest downsampling factor (its `feature_info`), 1 when it does not say."
+    fi = getattr(m, 'feature_info', None)
+    return max([f['reduction'] for f in fi if isinstance(f, dict) and 'reduction' in f] if isinstance(fi, list) else [], default=1)
+
 def _timm(name:str, n_out:int, in_ch:int, img_size:int, **kwargs) -> nn.Module:
     "The timm model `name`, untrained (`pretrained=False`), with `n_out` classes and `in_ch` input channels."
     import timm
@@ -159,11 +164,10 @@ def _timm(name:str, n_out:int, in_ch:int, img_size:int, **kwargs) -> nn.Module:
             raise InputError(f"timm model {name!r} takes only {pc.input_size[-1]} px images: pass img_size="
                              f"{pc.input_size[-1]} and resize the images.") from e
         raise InputTypeError(f"timm model {name!r} does not take the arguments {kwargs}: {e}") from e
-    fi = getattr(m, 'feature_info', None)
-    reds = [f['reduction'] for f in fi if isinstance(f, dict) and 'reduction' in f] if isinstance(fi, list) else []
-    if reds:
-        _too_small(f"timm model {name!r}", img_size, max(reds), f"it downsamples by {max(reds)}",
-                   f"resize the images to at least {max(reds)} px, or use a student made for small images "
+    red = _reduction(m)
+    if red > 1:
+        _too_small(f"timm model {name!r}", img_size, red, f"it downsamples by {red}",
+                   f"resize the images to at least {red} px, or use a student made for small images "
                    f"(convnet3, resnet18_modified).")
     return m
 
@@ -262,10 +266,8 @@ def _min_px(arch:str, n_out:int, in_ch:int, kwargs:dict) -> int:
     if arch in student_registry: return _PX[arch][1]
     import timm
     name = arch[5:] if arch.startswith('timm:') else arch
-    m = timm.create_model(name, pretrained=False, num_classes=n_out, in_chans=in_ch, **kwargs)
-    fi = getattr(m, 'feature_info', None)
-    reds = [f['reduction'] for f in fi if isinstance(f, dict) and 'reduction' in f] if isinstance(fi, list) else []
-    return max(reds, default=1)
+    if not timm.is_model(name): return 1  # (unknown: create_student names the problem)
+    return _reduction(timm.create_model(name, pretrained=False, num_classes=n_out, in_chans=in_ch, **kwargs))
 
 def create_student(arch:str, # A registered name (see `list_students`), 'timm:<name>', or a bare timm name
                    n_out:int, # Number of classes
@@ -284,8 +286,7 @@ def create_student(arch:str, # A registered name (see `list_students`), 'timm:<n
     kwargs = _refuse_weights(kwargs)
     if fit is not None:
         check_choice(fit, FITS, 'fit')
-        known = arch in student_registry or arch.startswith('timm:') or _is_timm(arch)
-        size = _check_img_size(fit_px) if fit_px is not None else max(img_size, _min_px(arch, n_out, in_ch, kwargs)) if known else img_size
+        size = _check_img_size(fit_px) if fit_px is not None else max(img_size, _min_px(arch, n_out, in_ch, kwargs))
         if fit == 'pad' and size < img_size: raise InputError(f"fit='pad' needs fit_px >= the images' {img_size} px, got {size}.")
         body = create_student(arch, n_out, in_ch, size, **kwargs)
         model = InputFit(body, size, fit) if size != img_size else body

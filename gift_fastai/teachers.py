@@ -111,8 +111,9 @@ def train_teacher(train:DistilledSet, # Real, labelled training images
     if isinstance(bs, bool) or not isinstance(bs, int) or bs < 1: raise InputError(f"bs must be an int >= 1, got {bs!r}.")
     if not lr > 0: raise InputError(f"lr must be positive, got {lr!r}.")
     train.check_nonempty()
-    aug_used, why = (teacher_aug(train) if aug == 'auto' else (list(TEACHER_AUG), 'standard: flip + translation') if aug == 'standard'
-                     else (aug, 'given')) if isinstance(aug, str) else (aug, 'given')
+    if isinstance(aug, str) and aug == 'auto': aug_used, why = teacher_aug(train)
+    elif isinstance(aug, str) and aug == 'standard': aug_used, why = list(TEACHER_AUG), 'standard: flip + translation'
+    else: aug_used, why = aug, 'given'
     mean, std = train.stats
     bs = min(bs, len(train))
     set_seed(seed)
