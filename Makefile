@@ -25,7 +25,7 @@ $(STAMP):
 
 # The main job: gift-eval on the embedded Fashion-MNIST RDED set, GIFT vs KL (a few minutes on 2 CPU cores).
 demo: $(STAMP)
-	$(BIN)/gift-eval --out demo-results
+	$(BIN)/gift-eval --epochs 100 --out demo-results
 
 # The speed benchmarks (by hand, not part of `test`; the default-setting run alone took 11 min on 2 CPU cores): images/s of the compute bound, our
 # path and a reference-style loop at the default settings (fp32), in bfloat16, and with each speed lever off

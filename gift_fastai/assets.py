@@ -68,6 +68,9 @@ def detect_format(path) -> str:
     names = [d.name for d in p.iterdir() if d.is_dir() and not d.name.startswith('.')]
     for fmt, pattern in (('rded', r'\d+'), ('sre2l', r'new\d+')):
         if names and all(re.fullmatch(pattern, n) for n in names): return fmt
+    if names and all(re.fullmatch(r'epoch_\d+', n) for n in names):
+        raise InputError(f"{p} holds stored soft labels (epoch_0/batch_0.tar, ...), not images: give it as the labels (--labels, "
+                         f"FKDLabels(path)) with --protocol sre2l-fkd, and the images it labels as the set.")
     raise InputError(f"{p}: class folders {sorted(names)[:3]}... are neither RDED's (00000, 00001, ...) nor SRe2L's (new000, "
                      f"new001, ...); for class-name folders use from_class_folders(path, classes=[...]) in the teacher's order.")
 
@@ -119,7 +122,7 @@ def check_same_classes(s:DistilledSet, like:DistilledSet, what:str, shape:bool=T
                          f"{', one image shape' if shape else ''}.")
     return s
 
-def load_inputs(data=None, test=None, teacher=None, # Paths (or a dataset name for `test`); None: the embedded ones
+def load_inputs(data=None, test=None, teacher=None, # Paths (or a dataset name for `test`); None: the embedded ones; teacher=False: none (stored labels)
                 ipc=None, arch=None, device=None, # Also cut the set to `ipc`, check that `arch` builds and `device` works
                 arch_kwargs:dict|None=None, # The student's arguments (e.g. `fit='pad'`), for the check that it builds
                 download:bool=False, # Let a dataset name for `test` download its files (--download)
@@ -128,15 +131,17 @@ def load_inputs(data=None, test=None, teacher=None, # Paths (or a dataset name f
     "Load and check a command's distilled set, real test set and teacher: one class list, the teacher's stats on the set."
     from gift_fastai.teachers import load_teacher, check_teacher_meta
     from gift_fastai.models import create_student
-    tpath = Path(teacher) if teacher is not None else asset_path('teacher')
-    t = load_teacher(tpath)  # checked below, once the data is read: RDED folders and data.pt number their classes,
-    hint = dict(classes=t.teacher_meta['classes'], channels=t.teacher_meta['shape'][0])  # and those are the teacher's
+    if teacher is False: t, tpath, hint = None, None, {}  # (a protocol on stored labels: no teacher at all)
+    else:
+        tpath = Path(teacher) if teacher is not None else asset_path('teacher')
+        t = load_teacher(tpath)  # checked below, once the data is read: RDED folders and data.pt number their classes,
+        hint = dict(classes=t.teacher_meta['classes'], channels=t.teacher_meta['shape'][0])  # and those are the teacher's
     dset = load_set(data if data is not None else asset_path('data'), '--data', format=format if data is not None else None, **hint)
     if ipc is not None: dset = first_per_class(dset, ipc)
     tst = load_set(test if test is not None else asset_path('test'), '--test', download=download, **hint)
-    check_teacher_meta(t, classes=dset.classes, shape=dset.shape)
+    if t is not None: check_teacher_meta(t, classes=dset.classes, shape=dset.shape)
     check_same_classes(tst, dset, '--test', shape=False)
-    if dset.mean is None and teacher_stats(t) is not None: dset.mean, dset.std = teacher_stats(t)
+    if t is not None and dset.mean is None and teacher_stats(t) is not None: dset.mean, dset.std = teacher_stats(t)
     if device is not None: check_device(device)
     if arch is not None:
         try: create_student(arch, dset.n_classes, dset.shape[0], dset.shape[1], **(arch_kwargs or {}))

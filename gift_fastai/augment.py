@@ -6,14 +6,15 @@ Docs: https://gift-fastai.github.io/gift-fastai/augment.html.md"""
 
 # %% auto #0
 __all__ = ['aug_registry', 'STRATEGIES', 'AugOp', 'Flip', 'Brightness', 'Saturation', 'Contrast', 'Chain', 'color', 'Translate',
-           'Scale', 'Rotate', 'Cutout', 'FactorCrop', 'get_aug', 'list_augs', 'parse_strategy', 'DSA']
+           'Scale', 'Rotate', 'Cutout', 'FactorCrop', 'ShufflePatches', 'RandomResizedCrop', 'PadCrop', 'RandAugment',
+           'get_aug', 'list_augs', 'parse_strategy', 'DSA', 'ResizeCrop']
 
 # %% ../nbs/03_augment.ipynb #a1aa72ac
 import math
 import torch, torch.nn.functional as F
 from fastai.torch_core import TensorImage
 from fasttransform import Transform
-from .core import Registry, InputError, InputTypeError, check_choice, check_tensor
+from .core import Registry, InputError, InputTypeError, check_choice, check_tensor, check_int
 
 # %% ../nbs/03_augment.ipynb #24aa348c
 class AugOp:
@@ -37,6 +38,15 @@ def _rand(n:int, g:torch.Generator, x:torch.Tensor) -> torch.Tensor:
 def _randint(lo:int, hi:int, n:int, g:torch.Generator, x:torch.Tensor) -> torch.Tensor:
     "`n` integers uniform in [lo, hi] from `g`, on the device of `x`."
     return torch.randint(lo, hi + 1, (n,), generator=g, device=g.device).to(x.device)
+
+def _gather(x:torch.Tensor, r:torch.Tensor, c:torch.Tensor) -> torch.Tensor:
+    "Per-sample pixels `x[b, :, r[b, i], c[b, j]]` as [B, C, len(r), len(c)]."
+    return x[torch.arange(len(x), device=x.device)[:, None, None], :, r[:, :, None], c[:, None, :]].permute(0, 3, 1, 2)
+
+def _factor(factor) -> int:
+    "A grid factor: a whole number >= 1."
+    if int(factor) != factor or factor < 1: raise InputError(f"factor must be a whole number >= 1, got {factor!r}.")
+    return int(factor)
 
 def _per_sample(v:torch.Tensor, x:torch.Tensor) -> torch.Tensor:
     "A [B] parameter shaped to broadcast over [B,C,H,W], in the dtype of `x`."
@@ -177,9 +187,7 @@ class Cutout(AugOp):
 class FactorCrop(AugOp):
     "With probability 1 - 1/factor², replace the image by one cell of its factor×factor grid, resized (bilinear) to full size."
     name = 'factor'
-    def __init__(self, factor:int=2):
-        if int(factor) != factor or factor < 1: raise InputError(f"factor must be a whole number >= 1, got {factor!r}.")
-        self.factor = int(factor)
+    def __init__(self, factor:int=2): self.factor = _factor(factor)
     def sample(self, x, g):
         f = self.factor
         return dict(crop=_rand(len(x), g, x) < 1 - 1 / f ** 2, cell=_randint(0, f * f - 1, len(x), g, x))
@@ -191,9 +199,99 @@ class FactorCrop(AugOp):
         i, j = p['cell'] // f, p['cell'] % f
         r = (i * h)[:, None] + torch.arange(h, device=x.device)
         c = (j * w)[:, None] + torch.arange(w, device=x.device)
-        cells = x[torch.arange(B, device=x.device)[:, None, None], :, r[:, :, None], c[:, None, :]].permute(0, 3, 1, 2)
+        cells = _gather(x, r, c)
         big = F.interpolate(cells, size=(H, W), mode='bilinear', align_corners=False)
         return torch.where(p['crop'].view(-1, 1, 1, 1), big, x)
+
+# %% ../nbs/03_augment.ipynb #6338064a
+@aug_registry.register('shuffle', "RDED's ShufflePatches: the f vertical strips in a random order, then the f horizontal strips",
+                       r'$x[\pi_r(\text{rows}), \pi_c(\text{cols})]$, strips of $\lfloor H/f\rfloor$, $\lfloor W/f\rfloor$ px',
+                       "RDED validation/utils.py:164-188 (python random.shuffle of the strips; f = 2: each half-swap with p 1/2)")
+class ShufflePatches(AugOp):
+    "Cut each image into `factor` vertical strips and put them in a random order, then the same with horizontal strips (per image)."
+    name = 'shuffle'
+    def __init__(self, factor:int=2): self.factor = _factor(factor)
+    def sample(self, x, g):
+        f, B = self.factor, len(x)
+        perm = lambda: torch.argsort(torch.rand(B, f, generator=g, device=g.device), 1).to(x.device)
+        return dict(cols=perm(), rows=perm())
+    def _index(self, perm, n):
+        "Per-sample pixel order along a side of `n` px: the strips of ⌊n/f⌋ px permuted; the remainder (n mod f px) stays at the end."
+        f = self.factor; w = n // f
+        if w < 1: raise InputError(f"factor {f} is larger than the {n}-px side of the images: use a smaller factor.")
+        idx = (perm[:, :, None] * w + torch.arange(w, device=perm.device)).reshape(len(perm), -1)
+        return torch.cat([idx, torch.arange(f * w, n, device=perm.device).expand(len(perm), -1)], 1)
+    def apply(self, x, p):
+        if self.factor == 1: return x
+        return _gather(x, self._index(p['rows'], x.shape[2]), self._index(p['cols'], x.shape[3]))
+
+@aug_registry.register('rrc', "RandomResizedCrop: a box of a random area fraction and aspect ratio, resized to the image size",
+                       r'box $hw = u\,HW$, $u \sim U(s)$, $w/h = e^{v}$, $v \sim U(\log r)$; bilinear, antialiased',
+                       "torchvision RandomResizedCrop.get_params (10 tries, then a centre crop); scale per protocol (RDED (1/f, 1), SRe2L (0.08, 1), EDC (0.5, 1))")
+class RandomResizedCrop(AugOp):
+    "torchvision's RandomResizedCrop per image (its box rule: 10 tries, then the centre crop), resized back to the image size, antialiased."
+    name = 'rrc'
+    def __init__(self, scale=(0.08, 1.0), ratio=(3/4, 4/3), tries:int=10):
+        self.scale, self.ratio, self.tries = tuple(map(float, scale)), tuple(map(float, ratio)), int(tries)
+        if not 0 < self.scale[0] <= self.scale[1] or not 0 < self.ratio[0] <= self.ratio[1]:
+            raise InputError(f"rrc needs 0 < scale[0] <= scale[1] and 0 < ratio[0] <= ratio[1], got scale {scale}, ratio {ratio}.")
+    def boxes(self, H:int, W:int, u:torch.Tensor) -> torch.Tensor:
+        "The boxes (top, left, height, width) [B, 4] for uniform draws `u` [B, tries, 4] (area, log-ratio, top, left)."
+        lr = torch.log(torch.tensor(self.ratio, dtype=torch.float64))
+        area = H * W * (self.scale[0] + (self.scale[1] - self.scale[0]) * u[..., 0])
+        ar = torch.exp(lr[0] + (lr[1] - lr[0]) * u[..., 1])
+        w, h = torch.round(torch.sqrt(area * ar)), torch.round(torch.sqrt(area / ar))
+        ok = (w > 0) & (w <= W) & (h > 0) & (h <= H)
+        first = torch.where(ok.any(1), ok.float().argmax(1), torch.full_like(ok[:, 0], -1, dtype=torch.long))
+        k = first.clamp(min=0)[:, None]
+        h, w, ui, uj = (t.gather(1, k)[:, 0] for t in (h, w, u[..., 2], u[..., 3]))
+        i, j = torch.floor(ui * (H - h + 1)), torch.floor(uj * (W - w + 1))
+        r0, r1 = self.ratio  # no box in `tries`: the centre crop of the clamped aspect ratio
+        if W / H < r0: fw, fh = W, int(round(W / r0))
+        elif W / H > r1: fh, fw = H, int(round(H * r1))
+        else: fw, fh = W, H
+        miss = first < 0
+        box = torch.stack([i, j, h, w], 1)
+        box[miss] = torch.tensor([(H - fh) // 2, (W - fw) // 2, fh, fw], dtype=box.dtype)
+        return box.long()
+    def sample(self, x, g):
+        u = torch.rand(len(x), self.tries, 4, generator=g, device=g.device, dtype=torch.float64)
+        return dict(box=self.boxes(x.shape[2], x.shape[3], u.cpu()))
+    def apply(self, x, p):
+        H, W = x.shape[2:]
+        out = []
+        for xi, (i, j, h, w) in zip(x, p['box'].tolist()):
+            c = xi[None, :, i:i + h, j:j + w]
+            out.append(c if (h, w) == (H, W) else F.interpolate(c, size=(H, W), mode='bilinear', align_corners=False, antialias=True))
+        return torch.cat(out)
+
+@aug_registry.register('padcrop', "RandomCrop with zero padding: a shift of up to `pad` px in each direction, zeros brought in",
+                       r'$x$ padded by $p$ with 0, cropped at $(i, j) \sim U\{0..2p\}^2$',
+                       "torchvision RandomCrop(S, padding=4) as SRe2L's CIFAR code uses it (before normalising: aug_pixels)")
+class PadCrop(AugOp):
+    "torchvision's RandomCrop(size, padding=pad) per image: the image padded with zeros, then a crop of its size at a uniform offset."
+    name = 'padcrop'
+    def __init__(self, pad:int=4): self.pad = check_int(pad, 'pad', 0)
+    def sample(self, x, g): return dict(i=_randint(0, 2 * self.pad, len(x), g, x), j=_randint(0, 2 * self.pad, len(x), g, x))
+    def apply(self, x, p):
+        H, W = x.shape[2:]
+        xp = F.pad(x, (self.pad,) * 4)
+        ar = lambda n: torch.arange(n, device=x.device)
+        return _gather(xp, p['i'][:, None] + ar(H), p['j'][:, None] + ar(W))
+
+@aug_registry.register('randaugment', "torchvision's RandAugment per image (pixels in [0, 1]; not differentiable)",
+                       r'$N$ random ops of magnitude $M$ (torchvision v2)', "EDC (RandAugment() before its crops: 2 ops, magnitude 9)")
+class RandAugment(AugOp):
+    "torchvision's v2 `RandAugment(num_ops, magnitude)` on each image of a batch of pixels in [0, 1], drawn from a seed of the op's generator."
+    name = 'randaugment'
+    def __init__(self, num_ops:int=2, magnitude:int=9): self.num_ops, self.magnitude = num_ops, magnitude
+    def sample(self, x, g): return dict(seed=int(torch.randint(0, 2 ** 62, (1,), generator=g, device=g.device)))
+    def apply(self, x, p):
+        from torchvision.transforms import v2
+        ra = v2.RandAugment(num_ops=self.num_ops, magnitude=self.magnitude)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(p['seed'])
+            return torch.stack([ra(xi.clamp(0, 1)) for xi in x])
 
 # %% ../nbs/03_augment.ipynb #288f0ad6
 def get_aug(name:str, **kwargs) -> AugOp:
@@ -209,6 +307,11 @@ STRATEGIES = {
     'gift': ['flip', 'color', ('crop', 'scale', 'rotate'), 'cutout'],
     'dsa': [('color', 'crop', 'cutout', 'flip', 'scale', 'rotate')],
     'rded': ['factor', 'flip'],
+    'gift-f2': ['factor', 'flip', 'color', ('crop', 'scale', 'rotate'), 'cutout'],
+    'rded-train': ['shuffle', 'rrc', 'flip'],
+    'rrc-flip': ['rrc', 'flip'],
+    'crop-flip': ['padcrop', 'flip'],
+    'randaug-rrc-flip': ['randaugment', 'rrc', 'flip'],
 }
 
 def _as_op(o, op_kwargs:dict) -> AugOp:
@@ -244,10 +347,12 @@ class DSA(Transform):
 
     def __init__(self, strategy='gift', # 'gift', 'dsa', 'rded', an op name, a list of steps, or None
                  seed:int|None=None, # Seeds every draw; None: drawn from torch's global RNG at the first batch
+                 pixels:bool=False, # Augment the pixels in [0, 1] before `Normalize` (order 50), not the normalised batch (order 100)
                  **op_kwargs # Arguments of the ops, by op name: e.g. `rotate=dict(degrees=10)`, `factor=dict(factor=4)`
                 ):
         super().__init__()
         self.strategy, self.seed, self.steps = strategy, seed, parse_strategy(strategy, op_kwargs)
+        if pixels: self.order = 50  # after IntToFloatTensor (10), before Normalize (99)
         self._gens = {}
 
     def generator(self, device) -> torch.Generator:
@@ -297,3 +402,15 @@ class DSA(Transform):
     def __repr__(self):
         steps = ', '.join(s[0].name if len(s) == 1 else '(' + '|'.join(o.name for o in s) + ')' for s in self.steps)
         return f"DSA({self.strategy!r}: {steps or 'none'}; seed={self.seed})"
+
+# %% ../nbs/03_augment.ipynb #159d280b
+class ResizeCrop(Transform):
+    "The test transform of RDED and SRe2L on a batch of S×S images: Resize(⌊S/7⌋·8, bilinear, antialiased) → CenterCrop(S) (test batches only)."
+    order = 100
+    split_idx = 1  # validation/test batches only
+    def encodes(self, x:TensorImage):
+        t = x.as_subclass(torch.Tensor); H, W = t.shape[-2:]
+        S = min(H, W); R = S // 7 * 8
+        big = F.interpolate(t, size=(R * H // S, R * W // S), mode='bilinear', align_corners=False, antialias=True)
+        top, left = int(round((big.shape[-2] - H) / 2.0)), int(round((big.shape[-1] - W) / 2.0))  # (torchvision's centre crop)
+        return TensorImage(big[..., top:top + H, left:left + W])

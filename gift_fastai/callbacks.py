@@ -6,7 +6,8 @@ Docs: https://gift-fastai.github.io/gift-fastai/callbacks.html.md"""
 
 # %% auto #0
 __all__ = ['PRECISIONS', 'input_shape', 'output_width', 'check_class_counts', 'autocast_for', 'Autocast', 'ChannelsLastAll',
-           'TeacherRelabel', 'SwapLoss', 'HardOnly', 'soft_only', 'SoftOnly', 'Refine']
+           'TeacherRelabel', 'EMAEval', 'AccumulateBatches', 'SourceCutMix', 'DecayRule', 'SwapLoss', 'HardOnly',
+           'soft_only', 'SoftOnly', 'Refine']
 
 # %% ../nbs/06_callbacks.ipynb #cd41efee
 import contextlib, itertools, copy
@@ -17,7 +18,7 @@ from fastai.callback.core import Callback
 from fastai.callback.mixup import MixHandler
 from fastai.callback.channelslast import ChannelsLast
 from fastai.torch_core import to_float
-from .core import InputError, InputTypeError, check_choice, check_gamma
+from .core import InputError, InputTypeError, check_choice, check_gamma, check_int
 from .losses import get_loss, refine_soft_labels, SoftLabelLoss, WeightedSum, GIFTLoss
 
 # %% ../nbs/06_callbacks.ipynb #df40d816
@@ -139,9 +140,14 @@ class TeacherRelabel(Callback):
     def __init__(self, teacher, # An `nn.Module`, a list of them (averaged logits), or 'stored'
                  check:bool=True, # Check the teacher's class count (before fit) and the soft labels' shape (first batch)
                  valid:bool=False, # Also relabel validation batches (for teacher-agreement metrics and soft validation losses)
-                 precision:str|None=None # The teacher's forward: None as the student (inside `Autocast`/`MixedPrecision` if any), 'fp32', 'bf16' or 'fp16' autocast
+                 precision:str|None=None, # The teacher's forward: None as the student (inside `Autocast`/`MixedPrecision` if any), 'fp32', 'bf16' or 'fp16' autocast
+                 ensemble:str='mean', # Several teachers: the 'mean' of their logits, or 'rescaled': each [B, C] logit matrix scaled to the mean Frobenius norm first (G-VBSM)
+                 train_mode:bool=False, # Relabel with the teachers in train mode (batch statistics), as SRe2L's CIFAR code does; their state is given back after the fit
+                 mix_hard:str='mixed' # A MixUp/CutMix batch's hard labels: 'mixed' (fastai's: λ-weighted with the mixed-in images') or 'unmixed' (each image's own: G-VBSM, EDC)
                 ):
         self.run_valid, self.precision = valid, None if precision is None else check_choice(precision, PRECISIONS, 'teacher precision')
+        self.ensemble, self.mix_hard = check_choice(ensemble, ('mean', 'rescaled'), 'ensemble'), check_choice(mix_hard, ('mixed', 'unmixed'), 'mix_hard')
+        self.train_mode = train_mode
         if isinstance(teacher, str):
             if teacher != 'stored': raise InputError(f"teacher must be a model, a list of models or 'stored', got {teacher!r}.")
             self.teachers = L()
@@ -160,6 +166,7 @@ class TeacherRelabel(Callback):
     def before_fit(self):
         self._checked = not self.check
         self._grad_flags = [[p.requires_grad for p in t.parameters()] for t in self.teachers]
+        self._states = [copy.deepcopy(t.state_dict()) for t in self.teachers] if self.train_mode else []  # (train mode moves BN statistics)
         for t in self.teachers: t.eval().requires_grad_(False)
         # the teachers take the student's memory layout (fastai's `ChannelsLast`) for the fit, and get theirs back after
         self._relaid = bool(self.teachers) and any(isinstance(cb, ChannelsLast) for cb in self.learn.cbs)
@@ -172,17 +179,22 @@ class TeacherRelabel(Callback):
         for t, flags in zip(self.teachers, getattr(self, '_grad_flags', [])):
             for p, f in zip(t.parameters(), flags): p.requires_grad_(f)
         for t in self.teachers if getattr(self, '_relaid', False) else []: t.to(memory_format=torch.contiguous_format)
-        self._relaid = False
+        for t, sd in zip(self.teachers, getattr(self, '_states', [])): t.load_state_dict(sd); t.eval()
+        self._relaid, self._states = False, []
+    after_cancel_fit = after_fit
 
     def relabel(self, xb) -> torch.Tensor:
         "The (averaged) teacher logits for the input batch `xb`, in float32."
         for t in self.teachers:
             p = next(t.parameters(), None)
             if p is not None and p.device != xb.device: t.to(xb.device)
-            if t.training: t.eval()
+            if t.training != (self.train_mode and self.training): t.train(self.train_mode and self.training)
         with torch.inference_mode(), autocast_for(self.precision, xb.device):  # (no autograd bookkeeping at all)
-            outs = [t(xb).float() for t in self.teachers]
-            out = outs[0] if len(outs) == 1 else torch.stack(outs).mean(0)
+            outs = torch.stack([t(xb).float() for t in self.teachers])
+            if self.ensemble == 'rescaled' and len(outs) > 1:  # each logit matrix to the teachers' mean Frobenius norm
+                n = outs.flatten(1).norm(dim=1)
+                outs = outs * (n.mean() / n)[:, None, None]
+            out = outs.mean(0)
         return out.clone()  # a normal tensor: a loss may save it for its backward, which an inference tensor forbids
 
     def _join(self):
@@ -231,7 +243,69 @@ class TeacherRelabel(Callback):
         if not self._checked: self._check_batch(y, t)
         if self.stored: return
         self.learn.yb = (y, t)
-        for cb in mixed: cb.yb1 = (cb.yb1[0], t)  # the mixed-in images: the teacher's logits on the mixed batch too
+        for cb in mixed: cb.yb1 = (y if self.mix_hard == 'unmixed' else cb.yb1[0], t)  # the teacher's logits on the mixed batch for both
+
+# %% ../nbs/06_callbacks.ipynb #fb674a1c
+from fastai.callback.training import GradientAccumulation
+from fastai.callback.mixup import CutMix, MixUp
+from fastai.callback.core import CancelBatchException
+
+class EMAEval(Callback):
+    "Test with an exponential moving average of the parameters (not the buffers), updated after every optimizer step: EDC's EMA."
+    order = 65  # after the optimizer step; swaps before validation
+    def __init__(self, decay:float=0.99): # The weight of the average: ema ← decay·ema + (1 − decay)·param
+        if not 0 <= decay <= 1: raise InputError(f"decay must be in [0, 1], got {decay!r}.")
+        self.decay, self.ema, self._saved = float(decay), None, None
+    def _params(self): return [p for p in self.learn.model.parameters()]
+    def before_fit(self):
+        if self.ema is None or len(self.ema) != len(self._params()): self.ema = [p.detach().clone() for p in self._params()]
+    def after_step(self):
+        with torch.no_grad():
+            for e, p in zip(self.ema, self._params()): e.mul_(self.decay).add_(p.detach().to(e.dtype), alpha=1 - self.decay)
+    def before_validate(self):
+        if self.ema is None: return
+        self._saved = [p.detach().clone() for p in self._params()]
+        with torch.no_grad():
+            for e, p in zip(self.ema, self._params()): p.copy_(e)
+    def after_validate(self):
+        if self._saved is None: return
+        with torch.no_grad():
+            for s, p in zip(self._saved, self._params()): p.copy_(s)
+        self._saved = None
+    after_cancel_validate = after_validate
+    def after_cancel_fit(self): self.after_validate()
+    def state_dict(self) -> dict:
+        "The average so far (what `Checkpoint` saves to continue a fit)."
+        return dict(ema=[e.cpu() for e in self.ema] if self.ema is not None else None)
+    def load_state_dict(self, sd:dict):
+        "Continue from the average `state_dict` saved."
+        self.ema = None if sd['ema'] is None else [e.to(p.device) for e, p in zip(sd['ema'], self._params())]
+
+class AccumulateBatches(GradientAccumulation):
+    "fastai's `GradientAccumulation` counted in batches: each loss is divided by `n` and the optimizer steps every `n` batches and at the end of each epoch."
+    # (fastai's counts samples across batches and epochs, so a short last batch's gradient would carry into the next
+    #  epoch's first step; SRe2L steps once per loaded batch, its chunks' losses each divided by the nominal count)
+    def __init__(self, n:int=2): self.n = check_int(n, 'the number of batches per optimizer step (accum)')
+    def before_fit(self): pass
+    def after_loss(self):
+        if self.training: self.learn.loss_grad = self.learn.loss_grad / self.n
+    def before_step(self):
+        self.learn.loss_grad = self.learn.loss_grad * self.n  # (the recorded loss is the batch's own)
+        if (self.iter + 1) % self.n and self.iter + 1 < self.n_iter: raise CancelBatchException()  # skip the step and zero_grad
+
+class SourceCutMix(CutMix):
+    "fastai's `CutMix` with the box of SRe2L/RDED's `rand_bbox`: side ⌊S·√(1−λ)⌋ (fastai rounds), centre uniform, edges clipped."
+    def rand_bbox(self, W:int, H:int, lam):
+        cut = torch.sqrt(1. - lam).to(self.x.device)
+        cw, ch = torch.floor(W * cut).long(), torch.floor(H * cut).long()
+        cx, cy = torch.randint(0, W, (1,)).to(self.x.device), torch.randint(0, H, (1,)).to(self.x.device)
+        return (torch.clamp(cx - cw // 2, 0, W), torch.clamp(cy - ch // 2, 0, H), torch.clamp(cx + cw // 2, 0, W), torch.clamp(cy + ch // 2, 0, H))
+
+class DecayRule(Callback):
+    "No weight decay on the second parameter group (`decay_groups`: the parameters a split-decay rule leaves out), whatever `fit(wd=...)` set."
+    order = -5
+    def before_fit(self):
+        if self.opt is not None and len(self.opt.param_lists) == 2: self.opt.set_hyper('wd', [self.opt.hypers[0]['wd'], 0.])
 
 # %% ../nbs/06_callbacks.ipynb #fe1f8e4b
 def _loss_name(loss) -> str: return repr(getattr(loss, 'name', None) or type(loss).__name__)

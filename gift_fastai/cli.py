@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 from .core import InputError, check_choice
 from .losses import loss_registry
-from .protocols import Protocol, get_protocol, protocol_registry
+from .protocols import Protocol, get_protocol, protocol_registry, NORMS
+from .replay import FKDLabels
 from .data import DistilledSet
 from .assets import asset_path, load_inputs, load_stream, load_set, check_device, check_same_classes, format_registry
 from .engine import ResultsStore, evaluate_distilled, write_results, write_tables
@@ -35,7 +36,8 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         h = action.help or ''
         return h if action.default is None or 'default' in h.lower() else super()._get_help_string(action)
 
-def add_input_args(p:argparse.ArgumentParser, one_set:bool=True # Also --data and --ipc (gift-ablate has them as axes)
+def add_input_args(p:argparse.ArgumentParser, one_set:bool=True, # Also --data and --ipc (gift-ablate has them as axes)
+                   labels:bool=False # Also --labels (stored labels replayed: gift-eval)
                   ) -> argparse.ArgumentParser:
     "Add the inputs: --teacher and --test (the embedded ones by default), and --data and --ipc for a command on one set."
     if one_set:
@@ -44,6 +46,9 @@ def add_input_args(p:argparse.ArgumentParser, one_set:bool=True # Also --data an
         p.add_argument('--format', default=None, choices=format_registry.names, help="the format of --data, where its layout does "
                        "not say it (default: detected)")
         p.add_argument('--ipc', type=int, default=None, help="use the first IPC images of each class of --data (default: all)")
+    if labels:
+        p.add_argument('--labels', default=None, help="stored soft labels kept apart from the images: an FKD folder (epoch_0/batch_0.tar, "
+                       "...: SRe2L, CDA, G-VBSM, EDC), replayed under --protocol sre2l-fkd (no teacher needed)")
     p.add_argument('--teacher', default=None, help="teacher file written by save_teacher (default: the embedded teacher)")
     p.add_argument('--no-teacher-check', action='store_true', help="do not check the teacher on the test and distilled sets before "
                    "training (the check refuses a class permutation or a chance-level teacher)")
@@ -65,15 +70,18 @@ def new_file(path, overwrite:bool, what:str) -> Path:
                          f"replaced silently).")
     return out
 
-def add_protocol_args(p:argparse.ArgumentParser, epochs_help:str="epochs per run (the paper: 1000; 300 on ImageNet-1k)",
+def add_protocol_args(p:argparse.ArgumentParser, epochs_help:str="epochs per run (default: the protocol's: gift 1000, rded 300, ...)",
                       repeats_help:str="runs per setting, seeds seed..seed+repeats-1 (the paper: 3)",
-                      one_cell:bool=True # Also --loss, --arch, --opt, --lr, --wd (gift-ablate has them as axes)
+                      one_cell:bool=True, # Also --loss, --arch, --opt, --lr, --wd (gift-ablate has them as axes)
+                      epochs:int|None=None # The default of --epochs (None: the protocol's)
                      ) -> argparse.ArgumentParser:
-    "Add the protocol and the settings of it a command can change: --protocol, --epochs, --repeats, --seed, --bs, --eval-every, --device."
+    "Add the protocol and the settings of it a command can change: --protocol, --epochs, --repeats, --seed, --bs, --eval-every, --norm, --device."
     a = p.add_argument
-    a('--protocol', default='gift', help=f"the evaluation protocol: {', '.join(protocol_registry.names)} (see list_protocols)")
+    a('--protocol', default='gift', help=f"the evaluation protocol{'' if one_cell else 's (comma list: an axis of the grid)'}: "
+      f"{', '.join(protocol_registry.names)} (see list_protocols and the protocols page of the docs)")
     if one_cell:
-        a('--loss', default='gift,kl', help="comma-separated losses of the registry (see list_losses; kl is KL at T=20, SRe2L's)")
+        a('--loss', default=None, help="comma-separated losses of the registry (see list_losses), each with the protocol's arguments "
+          "(e.g. kl at T=20 under rded, T=30 under sre2l-cifar); 'own' is the protocol's own loss (default: own,gift; under gift: gift,kl)")
         a('--arch', default='convnet3', help="student architecture (see list_students)")
         a('--opt', default=None, help="optimizer: adamw, adam or sgd (default: the protocol's)")
         a('--lr', type=float, default=None, help="learning rate (default: the protocol's for the optimizer and student: adamw/adam "
@@ -82,11 +90,15 @@ def add_protocol_args(p:argparse.ArgumentParser, epochs_help:str="epochs per run
     a('--fit', default=None, choices=list(FITS), help="students (and their checks) built for larger images than the set's "
       "take them padded or resized inside the model (create_student's fit); the data and the teacher stay as they are "
       "(default: such a student is refused)")
-    a('--epochs', type=int, default=100, help=epochs_help)
+    a('--epochs', type=int, default=epochs, help=epochs_help)
     a('--repeats', type=int, default=3, help=repeats_help)
     a('--seed', type=int, default=0, help="seed of the first repeat")
     a('--bs', type=int, default=None, help="global batch size (default: the protocol's rule from the set size)")
-    a('--eval-every', type=int, default=None, help="test every N epochs (default: the protocol's, epochs/4)")
+    a('--eval-every', type=int, default=None, help="test every N epochs (default: the protocol's: gift epochs/4, rded 10 in the last 20%%, ...)")
+    a('--clip', type=float, default=None, help="clip the gradient norm to this (fastai's GradientClip): GIFT under SGD at lr 0.1 "
+      "needs it (default: the protocol's: none)")
+    a('--norm', default=None, help=f"normalisation: teacher (the statistics the teacher was trained with, else the set's) or "
+      f"{', '.join(NORMS)} (default: the protocol's)")
     a('--device', default=None, help="cpu, cuda, cuda:1, ... (default: fastai's default device)")
     return p
 
@@ -123,15 +135,16 @@ def protocol_settings(args, device=None,
         try: autocast_for(getattr(args, k), dev)
         except InputError as e: raise InputError(f"--{k.replace('_', '-')} {getattr(args, k)}: {e}") from None
     if args.sync_bn and dev.type != 'cuda': raise InputError(f"--sync-bn needs CUDA GPUs (SyncBatchNorm does not run on {dev.type}): drop it.")
-    out = dict(protocol=args.protocol, epochs=args.epochs, precision=args.precision, teacher_precision=args.teacher_precision,
+    out = dict(protocol=args.protocol, precision=args.precision, teacher_precision=args.teacher_precision,
                channels_last=dict(auto=None, on=True, off=False)[args.channels_last], sync_bn=args.sync_bn)
-    for k in ('bs', 'eval_every') + (('opt', 'lr', 'wd') if one_cell else ()):  # given: a change of the protocol; else its own
+    for k in ('epochs', 'bs', 'eval_every', 'norm', 'clip') + (('opt', 'lr', 'wd') if one_cell else ()):  # given: a change of the protocol; else its own
         if getattr(args, k, None) is not None: out[k] = getattr(args, k)
-    try: get_protocol(**out)  # the protocol checks its settings; its message names the option
-    except InputError as e:
-        name = str(e).split(' ')[0]
-        if name in Protocol.field_names(): raise InputError(f"--{name.replace('_', '-')}{str(e)[len(name):]}") from None
-        raise
+    for name in comma_list(args.protocol, '--protocol', 'gift,rded'):
+        try: get_protocol(**{**out, 'protocol': name})  # the protocol checks its settings; its message names the option
+        except InputError as e:
+            field = str(e).split(' ')[0]
+            if field in Protocol.field_names(): raise InputError(f"--{field.replace('_', '-')}{str(e)[len(field):]}") from None
+            raise
     out['teacher_check'] = not args.no_teacher_check
     if getattr(args, 'fit', None): out['arch_kwargs'] = dict(fit=args.fit)
     return out
@@ -226,8 +239,8 @@ def _inputs_line(prog:str, dset, test, teacher, out) -> str:
     "The line a command prints before it trains: the set, the test set, the teacher (and its accuracy), the output folder."
     meta = getattr(teacher, 'teacher_meta', {}) or {}
     acc = f" (accuracy {100 * meta['valid_acc']:.1f}%)" if meta.get('valid_acc') is not None else ''
-    return (f"[bold]{prog}[/bold]: {len(dset)} images ({dset.n_classes} classes), test {len(test)}, teacher "
-            f"{meta.get('arch', type(teacher).__name__)}{acc} -> {out}/")
+    who = 'none (stored labels)' if teacher is None else f"{meta.get('arch', type(teacher).__name__)}{acc}"
+    return f"[bold]{prog}[/bold]: {len(dset)} images ({dset.n_classes} classes), test {len(test)}, teacher {who} -> {out}/"
 
 def _acc_line(run, row) -> str:
     "The line `gift-eval` and `gift-continual` print when a run finishes."
@@ -241,7 +254,7 @@ def eval_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='gift-eval', description="Train students on a distilled set with soft-label losses "
         "(the teacher relabels every augmented batch) and report test accuracy. With no arguments: the embedded "
         "Fashion-MNIST RDED set (IPC 10), GIFT vs KL.", formatter_class=HelpFormatter)
-    add_input_args(p)
+    add_input_args(p, labels=True)
     p.add_argument('--out', default=None, help="output folder (default: a new gift-eval-<time> folder here); re-running into it skips finished runs")
     return add_resume_args(add_speed_args(add_protocol_args(p)))
 
@@ -251,20 +264,26 @@ def gift_eval(argv=None) -> int:
 
 def _gift_eval(args) -> int:
     from rich.console import Console
-    losses = comma_list(args.loss, '--loss', 'gift,kl')
-    for l in losses: check_choice(l, loss_registry.names, 'loss')
     settings = protocol_settings(args, args.device)
+    proto = get_protocol(**{k: v for k, v in settings.items() if k in Protocol.field_names() or k == 'protocol'})
+    if args.labels is not None: settings['labels'] = FKDLabels(args.labels)
+    losses = proto.run_losses(comma_list(args.loss, '--loss', 'own,gift') if args.loss is not None else None)
     if args.resume and not args.out: raise InputError("--resume needs --out: the folder of the runs to continue.")
     args.out = args.out or f"gift-eval-{datetime.datetime.now():%Y%m%d-%H%M%S}"
     store = results_store(args); store.rows()  # a results file of another version fails now, not after a run
-    dset, test, teacher, tpath = load_inputs(args.data, args.test, args.teacher, ipc=args.ipc, arch=args.arch, device=args.device,
-                                             arch_kwargs=settings.get('arch_kwargs'), download=args.download, format=args.format)
+    stored = proto.teacher == 'stored'  # (the set's or the replayed labels: no teacher)
+    if stored and args.teacher is not None: raise InputError(f"--protocol {proto.name} trains on stored labels: drop --teacher.")
+    if args.labels is not None and not stored:
+        raise InputError(f"--labels are replayed by a protocol that trains on stored labels (sre2l-fkd); --protocol {proto.name} relabels "
+                         f"every batch with the teacher: choose --protocol sre2l-fkd, or drop --labels.")
+    dset, test, teacher, tpath = load_inputs(args.data, args.test, False if stored else args.teacher, ipc=args.ipc, arch=args.arch,
+                                             device=args.device, arch_kwargs=settings.get('arch_kwargs'), download=args.download, format=args.format)
     meta, out = getattr(teacher, 'teacher_meta', {}) or {}, store.folder
     console = Console(quiet=not is_main())  # in a launch of several processes only rank 0 prints and writes
     title = ' · '.join(v for v in (dset.meta.get('source'), ' '.join(filter(None, (dset.meta.get('method'), f"IPC {int(dset.class_counts.min())}"))),
                                    args.arch, args.protocol + (f' {args.opt}' if args.opt else '') + (f' lr {args.lr:g}' if args.lr else ''),
-                                   f"{args.epochs} epochs") if v)  # (a field the set does not record is left out, not shown as '?')
-    names = dict(data=args.data or 'default', test=args.test or 'default', teacher=args.teacher or 'default')
+                                   f"{proto.epochs} epochs") if v)  # (a field the set does not record is left out, not shown as '?')
+    names = dict(data=args.data or 'default', test=args.test or 'default', teacher='stored' if stored else args.teacher or 'default')
     if args.ipc is not None: names['data'] += f' ipc={args.ipc}'
     console.print(_inputs_line('gift-eval', dset, test, teacher, out))
     t0 = time.time()
@@ -302,10 +321,11 @@ def ablate_parser() -> argparse.ArgumentParser:
         "optimizers, architectures, sets), resumable, with a summary table and plots. With no arguments: GIFT vs KL on the "
         "embedded set.", formatter_class=HelpFormatter)
     a = p.add_argument
-    for ax in AXES: a(f'--{ax}', default=None, help=f"comma list of {_AXIS_HELP[ax]}")
+    for ax in AXES:
+        if ax != 'protocol': a(f'--{ax}', default=None, help=f"comma list of {_AXIS_HELP[ax]}")  # (--protocol: with the protocol's settings below)
     a('--preset', default=None, choices=list(PRESETS), help="one of the paper's studies; axes given too replace or extend it")
     add_input_args(p, one_set=False)
-    add_protocol_args(p, "epochs per run (the paper: 1000)", "runs per cell, seeds seed..seed+repeats-1", one_cell=False)
+    add_protocol_args(p, "epochs per run (default: each protocol's: gift 1000, rded 300, ...)", "runs per cell, seeds seed..seed+repeats-1", one_cell=False)
     a('--metric', default='final', choices=['final', 'best'], help="what the table and plots show (best: test-set selection)")
     a('--out', default='gift-ablate', help="output folder; re-running with the same folder skips finished runs")
     a('--dry-run', action='store_true', help="print the runs and exit")
@@ -319,26 +339,31 @@ def _gift_ablate(args) -> int:
     from rich.console import Console
     from gift_fastai.experiments import AXES, AXIS_DEFAULTS, PRESETS, expand_grid, cell_label, run_grid, summarise_grid, grid_table, plot_grid
     from gift_fastai.data import _atomic_write
-    axes = {ax: comma_list(getattr(args, ax), f'--{ax}', AXIS_DEFAULTS[ax] or '...') for ax in AXES if getattr(args, ax) is not None}
-    if args.preset is None and 'loss' not in axes: axes['loss'] = ['gift', 'kl']
-    notes = []; cells = expand_grid(axes, preset=args.preset, notes=notes, protocol=args.protocol)
+    axes = {ax: comma_list(getattr(args, ax), f'--{ax}', AXIS_DEFAULTS[ax] or '...') for ax in AXES if ax != 'protocol' and getattr(args, ax) is not None}
+    protocols = comma_list(args.protocol, '--protocol', 'gift,rded')
+    if protocols != ['gift']: axes['protocol'] = protocols  # (an axis of the grid: each cell runs under its protocol)
+    if args.preset is None and 'loss' not in axes: axes['loss'] = ['gift', 'kl'] if protocols == ['gift'] else ['own', 'gift']
+    notes = []; cells = expand_grid(axes, preset=args.preset, notes=notes, protocol=protocols[0])
+    epochs = sorted({args.epochs or get_protocol(c['protocol']).epochs for c in cells})
+    epochs_text = '/'.join(map(str, epochs))
     console = Console(quiet=not is_main())
     for n in notes: console.print(f"[yellow]note[/yellow]: {n}")
     if args.dry_run:
         for c in cells: console.print(f"  {cell_label(c)} × {args.repeats} repeats")
-        console.print(f"{len(cells)} cells, {len(cells) * args.repeats} runs of {args.epochs} epochs -> {args.out}/results.csv")
+        console.print(f"{len(cells)} cells, {len(cells) * args.repeats} runs of {epochs_text} epochs -> {args.out}/results.csv")
         return 0
     settings = protocol_settings(args, args.device, one_cell=False); store = results_store(args); store.rows()
+    settings['protocol'] = protocols[0]  # (the cells name theirs)
     t0 = time.time()
     axes = [a for a in AXES if len({str(c[a]) for c in cells}) > 1] or ['loss']  # a finished run is named by what the grid varies
     line = lambda run, row: _acc_line(run, row).replace(f"  {row['loss']} ", f"  {cell_label(row, axes)} ", 1)
     with RichReport(console, f"runs ({len(cells)} cells × {args.repeats} repeats)", line) as report:
-        rows = run_grid(cells, store, epochs=settings.pop('epochs'), repeats=args.repeats, seed=args.seed, teacher=args.teacher,
+        rows = run_grid(cells, store, epochs=settings.pop('epochs', None), repeats=args.repeats, seed=args.seed, teacher=args.teacher,
                         test=args.test, device=args.device, report=report, download=args.download, **settings)
     if not is_main(): return 0
     out, summary = store.folder, summarise_grid(rows)
     _atomic_write(out / 'summary.csv', lambda tmp: summary.to_csv(tmp, index=False))
-    title = f"gift-ablate{f' {args.preset}' if args.preset else ''} · {args.epochs} epochs"
+    title = f"gift-ablate{f' {args.preset}' if args.preset else ''} · {epochs_text} epochs"
     table = grid_table(summary, args.metric, title=title, paper=PRESETS[args.preset]['paper'] if args.preset else None)
     console.print(table)
     files = plot_grid(summary, out, args.metric, title) + write_tables(table, out, 'summary')
@@ -367,7 +392,7 @@ def continual_parser() -> argparse.ArgumentParser:
       "split) (default: --data)")
     a('--steps', type=int, default=5, help="tasks the classes are split into")
     a('--order-seed', type=int, default=0, help="seed of the class order (and of GDumb's stream order and evictions)")
-    add_protocol_args(p, "epochs per step (the paper: 1000)", "runs per loss, seeds seed..seed+repeats-1")
+    add_protocol_args(p, "epochs per step (the paper: 1000)", "runs per loss, seeds seed..seed+repeats-1", epochs=100)
     for act in p._actions:  # a step is scored once, at its end, unless said otherwise
         if act.dest == 'eval_every': act.help = "also test every N epochs (default: once, at the end of each step)"
     a('--out', default='gift-continual', help="output folder; re-running with the same folder skips finished steps")
@@ -380,8 +405,7 @@ def gift_continual(argv=None) -> int:
 def _gift_continual(args) -> int:
     from rich.console import Console
     from gift_fastai.continual import MEMORIES, ClassIncremental, GDumb, continual_run, continual_summary, continual_table, plot_continual
-    losses = comma_list(args.loss, '--loss', 'gift,kl')
-    for l in losses: check_choice(l, loss_registry.names, 'loss')
+    losses = get_protocol(args.protocol).run_losses(comma_list(args.loss, '--loss', 'own,gift') if args.loss is not None else None)
     check_choice(args.memory, MEMORIES, 'memory')
     for k in ('steps', 'budget'):
         if getattr(args, k) is not None and getattr(args, k) < 1: raise InputError(f"--{k} must be >= 1, got {getattr(args, k)}.")
@@ -397,7 +421,7 @@ def _gift_continual(args) -> int:
     out = store.folder
     title = ' · '.join(str(v) for v in (dset.meta.get('source'), dset.meta.get('method'), f"{args.steps} steps",
                        f"gdumb budget {args.budget or len(dset)}" if args.memory == 'gdumb' else 'distilled memory', args.arch,
-                       args.opt or args.protocol, f"{args.epochs} epochs") if v)
+                       args.opt or args.protocol, f"{args.epochs or get_protocol(args.protocol).epochs} epochs") if v)
     console.print(_inputs_line('gift-continual', dset, test, teacher, out))
     names = dict(data=args.data or 'default', teacher=args.teacher or 'default', test=args.test or 'default',
                  stream=(args.stream or args.data or 'default') if args.memory == 'gdumb' else '')

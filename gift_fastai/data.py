@@ -520,6 +520,7 @@ def distilled_dls(dset:DistilledSet, # The training set (distilled)
                   mean=None, std=None, # Normalisation stats (default: the set's, see `DistilledSet.stats`)
                   drop_last:bool=False,
                   empty_ok:bool=False, # Allow classes without an image (a class-incremental memory); default: refuse
+                  test_tfms=None, # Transforms of the validation batches after Normalize (e.g. a protocol's `ResizeCrop`)
                   **kwargs # Passed to `DistilledDL`
                  ) -> DataLoaders:
     "Fast fastai `DataLoaders` of `(x, y_hard, y_soft)` batches over in-memory sets kept on the device."
@@ -542,7 +543,7 @@ def distilled_dls(dset:DistilledSet, # The training set (distilled)
     train = DistilledDL(_Triplets(dset, 0), bs=bs, shuffle=True, drop_last=drop_last, device=device, seed=seed,
                         after_batch=tfms, **kwargs)
     if valid is None: valid = dset[torch.zeros(0, dtype=torch.long)]  # fastai always validates: an empty set skips it
-    vdl = DistilledDL(_Triplets(valid, 1), bs=valid_bs, shuffle=False, device=device, after_batch=tfms[:2], **kwargs)
+    vdl = DistilledDL(_Triplets(valid, 1), bs=valid_bs, shuffle=False, device=device, after_batch=tfms[:2] + list(L(test_tfms)), **kwargs)
     return DataLoaders(train, vdl, device=train.device)  # dls.c, dls.vocab, dls.classes: from the set
 
 def _make_aug(aug, seed):

@@ -15,14 +15,14 @@ import numpy as np
 import pandas as pd
 from .core import InputError, check_choice, check_int, check_gamma
 from .losses import loss_registry
-from .protocols import OPTIMIZERS, get_protocol
+from .protocols import OPTIMIZERS, get_protocol, protocol_registry
 from .callbacks import Refine
 from .assets import asset_path, load_set, first_per_class, check_same_classes
 from .engine import Run, ResultsStore, run_all, fmt, pyplot, save_figure, check_teacher_fits
 
 # %% ../nbs/12_experiments.ipynb #b7b187fa
-AXES = ('data', 'ipc', 'arch', 'loss', 'refine', 'gamma', 'opt', 'lr', 'wd')
-AXIS_DEFAULTS = dict(data='default', ipc=None, arch='convnet3', loss='gift', refine=None, gamma=None, opt='adamw', lr=None, wd=None)
+AXES = ('data', 'ipc', 'protocol', 'arch', 'loss', 'refine', 'gamma', 'opt', 'lr', 'wd')
+AXIS_DEFAULTS = dict(data='default', ipc=None, protocol='gift', arch='convnet3', loss='gift', refine=None, gamma=None, opt=None, lr=None, wd=None)
 DEFAULT_GAMMA = 0.1
 _TYPES = dict(ipc=int, gamma=float, lr=float, wd=float)
 
@@ -33,12 +33,20 @@ def _uses_soft(loss:str) -> bool:
     "Whether the registry loss `loss` reads the soft label (refinement means nothing otherwise)."
     return bool(getattr(loss_registry.create(loss), 'needs_soft', True))
 
+def _cell_protocol(base, opt:str, **changes):
+    "`base` with optimizer `opt`: another optimizer than the protocol's brings its own lr (`OPTIMIZERS`) and no SGD momentum; the weight decay stays."
+    same = opt == base.opt
+    return base.replace(**{'opt': opt, 'momentum': base.momentum if same else None, 'lr': base.lr if same else None, **changes})
+
 def normalise_cell(cell:dict, protocol='gift') -> dict|None:
     "`cell` with defaults filled in (the lr and wd of `protocol`) and values checked; `None` when the cell means nothing (refining a hard-label loss)."
     unknown = set(cell) - set(AXES)
     if unknown: raise InputError(f"unknown grid axis {sorted(unknown)}: the axes are {', '.join(AXES)}.")
-    c = {**AXIS_DEFAULTS, **{k: v for k, v in cell.items() if v is not None}}
-    check_choice(c['loss'], loss_registry.names, 'loss'); check_choice(c['opt'], OPTIMIZERS, 'optimizer')
+    c = {**AXIS_DEFAULTS, 'protocol': protocol if isinstance(protocol, str) else protocol.name, **{k: v for k, v in cell.items() if v is not None}}
+    base = get_protocol(protocol if 'protocol' not in cell or cell['protocol'] is None else check_choice(c['protocol'], protocol_registry.names, 'protocol'))
+    if c['loss'] == 'own': c['loss'] = base.loss  # the protocol's own loss
+    check_choice(c['loss'], loss_registry.names, 'loss')
+    c['opt'] = base.opt if c['opt'] is None else check_choice(c['opt'], OPTIMIZERS, 'optimizer')
     for k, typ in _TYPES.items():
         if c[k] is None: continue
         try: c[k] = typ(c[k])
@@ -55,7 +63,7 @@ def normalise_cell(cell:dict, protocol='gift') -> dict|None:
     else:
         c['gamma'] = DEFAULT_GAMMA if c['gamma'] is None else c['gamma']
         c['gamma'] = check_gamma(c['gamma'])
-    p = get_protocol(protocol, opt=c['opt'])  # the lr and wd a run of this cell uses, written out
+    p = _cell_protocol(base, c['opt'])  # the lr and wd a run of this cell uses, written out
     if c['lr'] is None: c['lr'] = p.lr_for(c['arch'])
     if c['wd'] is None: c['wd'] = p.weight_decay
     return {k: c[k] for k in AXES}
@@ -127,6 +135,7 @@ def _short(v) -> str:
 
 # %% ../nbs/12_experiments.ipynb #91d296a7
 def _axes_key(row:dict) -> tuple:
+    row = {**row, 'protocol': row.get('protocol') or 'gift'}  # (rows of earlier versions: the released evaluator's, the only one then)
     return tuple(_set_label(row['data'])[0] if k == 'data' else (row[k] if isinstance(row[k], str) else fmt(row[k])) for k in AXES)
 
 def select_rows(rows:list, cells:list, # Rows of a `ResultsStore`, cells of `expand_grid`
@@ -146,6 +155,7 @@ def summarise_grid(rows:list) -> pd.DataFrame:
     if not rows: raise InputError("no results to summarise: run the grid first.")
     df = pd.DataFrame(rows)
     for k in _METRICS: df[k] = df[k].astype(float)
+    df['protocol'] = df['protocol'].replace('', 'gift')  # (rows of earlier versions: the released evaluator's)
     for a in AXES: df[a] = [v if isinstance(v, str) else fmt(v) for v in df[a]]
     g = df.groupby(list(AXES), sort=False, dropna=False)
     out = g.agg(n=('final_acc', 'size'), final_mean=('final_acc', 'mean'), final_std=('final_acc', lambda x: x.std(ddof=0)),
@@ -285,7 +295,7 @@ def _load_all(cells, teacher, test, arch_kwargs=None, download:bool=False):
         except InputError as e: raise InputError(f"arch {arch}: {e}") from None
     return sets, t, test_set, str(tpath if teacher is not None else 'default'), str(test if test is not None else 'default')
 
-def grid_runs(cells:list, epochs:int=100, repeats:int=3, seed:int=0, teacher=None, test=None, protocol='gift',
+def grid_runs(cells:list, epochs:int|None=None, repeats:int=3, seed:int=0, teacher=None, test=None, protocol='gift',
               device=None, # Where the teacher check runs (the training device)
               **overrides) -> list:
     "The `Run`s of a grid: each cell `repeats` times (seed + repeat), under `protocol` with the cell's optimizer settings and `overrides`."
@@ -295,21 +305,24 @@ def grid_runs(cells:list, epochs:int=100, repeats:int=3, seed:int=0, teacher=Non
     sets, t, test_set, tname, testname = _load_all(cells, teacher, test, arch_kwargs, overrides.pop('download', False))
     if check:  # before anything trains: the teacher labels the test set and every set of the grid
         check_teacher_fits(t, list({id(s): s for s in sets.values()}.values()), test_set, device)
-    base, runs = get_protocol(protocol, epochs=epochs, **overrides), []
+    runs, ep = [], {} if epochs is None else dict(epochs=epochs)  # (None: each protocol's own epochs)
     for c in cells:
+        named = protocol if not isinstance(protocol, str) and c['protocol'] == protocol.name else c['protocol']  # (a Protocol of the caller's)
+        base = get_protocol(named, **ep, **overrides)
         label = _set_label(c['data'])[0]
         for r in range(repeats):
             kw, cbs = {}, []  # GIFT refines with its own arguments; another loss with the `Refine` callback
             if c['loss'] == 'gift': kw = dict(refine=c['refine'] == 'on', **({} if c['gamma'] is None else dict(gamma=c['gamma'])))
             elif c['refine'] == 'on': cbs.append(Refine(gamma=c['gamma']))
-            runs.append(Run(sets[(label, c['ipc'])], test_set, t, c['arch'], c['loss'], base.replace(opt=c['opt'], lr=c['lr'], wd=c['wd']),
+            runs.append(Run(sets[(label, c['ipc'])], test_set, None if base.teacher == 'stored' else t, c['arch'], c['loss'], _cell_protocol(base, c['opt'], lr=c['lr'], wd=c['wd']),
                             seed + r, loss_kwargs=kw, arch_kwargs=arch_kwargs, cbs=cbs, cell=dict(refine=c['refine'], gamma=c['gamma'], ipc=c['ipc']),
                             labels=dict(data=label, teacher=tname, test=testname, repeat=r)))
     return runs
 
 def run_grid(cells:list, # Cells from `expand_grid`
              out, # A folder or `ResultsStore`: each run's row goes to its results.csv; finished runs found there are skipped
-             epochs:int=100, repeats:int=3,
+             epochs:int|None=None, # Epochs per run (None: each cell's protocol's)
+             repeats:int=3,
              seed:int=0, # Repeat r of every cell uses seed + r
              teacher=None, # A teacher file (default: the embedded teacher)
              test=None, # A test set file or dataset name (default: the embedded test images)

@@ -9,6 +9,7 @@ __all__ = ['hard_accuracy', 'teacher_agreement', 'tune_allocator', 'DistilledLea
 
 # %% ../nbs/07_learner.ipynb #18d1bfe8
 import sys, warnings
+from functools import partial
 import torch, torch.nn as nn
 from fastcore.foundation import L
 from fastcore.meta import delegates
@@ -21,11 +22,14 @@ import fastai.callback.progress  # noqa: F401  (progress bars, Learner.no_bar)
 from fastai.callback.fp16 import MixedPrecision
 from .core import InputError, InputTypeError, teacher_stats, check_int
 from .losses import get_loss, LossEpoch
-from .callbacks import TeacherRelabel, input_shape, check_class_counts, Autocast, ChannelsLastAll, autocast_for
+from .callbacks import (TeacherRelabel, input_shape, check_class_counts, Autocast, ChannelsLastAll, autocast_for, EMAEval,
+                                 AccumulateBatches, SourceCutMix, DecayRule)
+from fastai.callback.mixup import MixUp
+from fastai.callback.training import GradientClip
 from .models import create_student
 from .data import TensorSoftLabel, show_soft_results
 import fastai.vision.learner  # noqa: F401  (fastai's plot_top_losses for image batches, which ClassificationInterpretation uses)
-from .protocols import Protocol, get_protocol, opt_func
+from .protocols import Protocol, get_protocol, opt_func, decay_groups
 from .distributed import SampleMetric, DistributedMend, world_size
 
 # %% ../nbs/07_learner.ipynb #db6e6835
@@ -84,10 +88,12 @@ def _check_teacher_stats(dls, teachers, atol:float=1e-3):
                       f"std=teacher.teacher_meta['std']) (evaluate_distilled does it for you).", stacklevel=3)
 
 # the protocol settings a learner applies; the others (epochs, bs, aug, tests) belong to the fit and the loaders
-_LEARNER_SETTINGS = ('opt', 'lr', 'lr_families', 'wd', 'wd_bn_bias', 'schedule', 'milestones', 'gamma', 'step', 'teacher',
+_LEARNER_SETTINGS = ('opt', 'lr', 'lr_families', 'momentum', 'wd', 'decay', 'clip', 'schedule', 'milestones', 'gamma', 'span',
+                     'warmup', 'warmup_start', 'step', 'reset_opt', 'ema', 'accum', 'mix', 'mix_alpha', 'mix_hard', 'loss_args',
+                     'teacher', 'teacher_train', 'ensemble',
                      'precision', 'teacher_precision', 'channels_last')
 # protocol=None: fastai's defaults (no schedule, no decay of norm and bias parameters, the optimizer's lr for every student)
-_FASTAI_DEFAULTS = Protocol(name='fastai', schedule='constant', wd_bn_bias=False, lr_families=())
+_FASTAI_DEFAULTS = Protocol(name='fastai', schedule='constant', decay='fastai', lr_families=())
 
 def _learner_protocol(protocol, changes:dict) -> Protocol:
     "The protocol a learner follows: `protocol` (None: fastai's defaults) with the learner settings of `changes`."
@@ -121,7 +127,7 @@ class DistilledLearner(Learner):
         "fastai's bfloat16 mixed precision (CUDA only: refused on other devices; there use `precision='bf16'`)."
         self._amp_device('to_bf16'); return super().to_bf16()
 
-@delegates(Learner, but=['dls', 'model', 'loss_func', 'opt_func', 'lr', 'wd', 'wd_bn_bias', 'metrics', 'cbs'])
+@delegates(Learner, but=['dls', 'model', 'loss_func', 'opt_func', 'lr', 'wd', 'wd_bn_bias', 'metrics', 'cbs', 'splitter'])
 def distilled_learner(dls, # `DataLoaders` of (x, y_hard, y_soft), e.g. from `distilled_dls`
                       arch='convnet3', # A student name of the registry (`list_students`) or an `nn.Module`
                       teacher=None, # A teacher `nn.Module` (or a list: averaged), or 'stored'/None: the data's soft labels
@@ -138,6 +144,9 @@ def distilled_learner(dls, # `DataLoaders` of (x, y_hard, y_soft), e.g. from `di
     "A fastai `Learner` that trains a student on a distilled set with soft labels, under `protocol` (the released evaluator's by default)."
     if not hasattr(dls, 'train') or not hasattr(dls, 'c'):
         raise InputTypeError("dls must be fastai DataLoaders with a class count (dls.c), e.g. from distilled_dls(...).")
+    if 'wd_bn_bias' in kwargs: kwargs['decay'] = 'all' if kwargs.pop('wd_bn_bias') else 'fastai'  # (fastai's switch, as a decay rule)
+    if 'splitter' in kwargs: raise InputError("distilled_learner splits the parameters itself (weight decay by the protocol's `decay` rule): "
+                                              "build a fastai Learner directly for a splitter of your own.")
     p = _learner_protocol(protocol, {k: kwargs.pop(k) for k in list(kwargs) if k in Protocol.field_names()})
     C, shape = dls.c, _data_shape(dls)
     if isinstance(arch, nn.Module): model, name = arch, type(arch).__name__
@@ -154,19 +163,25 @@ def distilled_learner(dls, # `DataLoaders` of (x, y_hard, y_soft), e.g. from `di
     if p.teacher == 'stored' and teacher is not None and not isinstance(teacher, str):
         raise InputError("the protocol uses the set's stored soft labels (teacher='stored') but a teacher was given: drop the "
                          "teacher, or use a protocol whose teacher relabels every batch (teacher='relabel').")
-    relabel = TeacherRelabel(teacher if teacher is not None else 'stored', precision=p.teacher_precision)
+    relabel = TeacherRelabel(teacher if teacher is not None else 'stored', precision=p.teacher_precision, ensemble=p.ensemble,
+                             train_mode=p.teacher_train, mix_hard=p.mix_hard)
     _check_teacher_stats(dls, relabel.teachers)
     check_class_counts(C, shape, teachers=relabel.teachers, student=model if isinstance(arch, nn.Module) else None)
-    loss_func = get_loss(loss, **(loss_kwargs or {}))
+    loss_func = get_loss(loss, **{**p.loss_kwargs(loss), **(loss_kwargs or {})})  # (the protocol's arguments of this loss, then the caller's)
     all_cbs = [relabel, LossEpoch()] + L(cbs)
+    if p.mix is not None: all_cbs.append(SourceCutMix(p.mix_alpha) if p.mix == 'cutmix' else MixUp(p.mix_alpha))
+    if p.accum > 1: all_cbs.append(AccumulateBatches(p.accum))
+    if p.clip is not None: all_cbs.append(GradientClip(p.clip))
+    if p.ema is not None: all_cbs.append(EMAEval(p.ema))
+    if p.decay != 'all': all_cbs.append(DecayRule()); kwargs['splitter'] = partial(decay_groups, decay=p.decay)
     if p.precision == 'bf16': all_cbs.append(Autocast())
     if p.precision == 'fp16': all_cbs.append(MixedPrecision())
     if channels_last: all_cbs.append(ChannelsLastAll())
     if world_size() > 1: all_cbs.append(DistributedMend())  # fastai's distributed trainer, mended for this fit (no patch)
     sched = p.scheduler()
     if sched is not None: all_cbs.append(sched)
-    kwargs.setdefault('wd_bn_bias', p.wd_bn_bias)
-    return DistilledLearner(dls, model, loss_func=loss_func, opt_func=opt_func(p.opt), lr=p.lr_for(name), wd=p.wd if protocol is None else p.weight_decay,
+    return DistilledLearner(dls, model, loss_func=loss_func, opt_func=opt_func(p.opt, p.momentum), lr=p.lr_for(name),
+                   wd=p.wd if protocol is None else p.weight_decay, wd_bn_bias=True,  # (the decay rule is `decay`: DecayRule)
                    metrics=metrics if metrics is not None else hard_accuracy(), cbs=all_cbs, **kwargs)
 
 

@@ -6,7 +6,7 @@ Docs: https://gift-fastai.github.io/gift-fastai/teachers.html.md"""
 
 # %% auto #0
 __all__ = ['TEACHER_AUG', 'DIGIT_SETS', 'as_teacher', 'teacher_aug', 'train_teacher', 'save_teacher', 'check_teacher_meta',
-           'load_teacher', 'TeacherWarning', 'best_assignment', 'TeacherReport', 'check_teacher']
+           'load_teacher', 'TeacherWarning', 'best_assignment', 'TeacherReport', 'check_teacher', 'store_soft_labels']
 
 # %% ../nbs/09_teachers.ipynb #37e1ddea
 import json, sys, warnings
@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch, torch.nn as nn
 from fastai.torch_core import set_seed
-from .core import InputError, InputTypeError, versions, teacher_stats
+from .core import InputError, InputTypeError, versions, teacher_stats, check_int
+from fastai.torch_core import default_device
 from .models import student_from_cfg
 from .data import DistilledSet, distilled_dls, write_tagged, read_tagged, _stats
 from .callbacks import output_width
@@ -386,3 +387,18 @@ def check_teacher(teacher, # A teacher (`nn.Module`, ideally with `teacher_meta`
     if warn and rep.messages:
         warnings.warn("check_teacher: " + ' '.join(rep.messages), TeacherWarning, stacklevel=2)
     return rep
+
+# %% ../nbs/09_teachers.ipynb #a61548d2
+def store_soft_labels(dset:DistilledSet, # The images to label (a distilled set)
+                      teacher:nn.Module, # A teacher (its `teacher_meta` statistics normalise the images; else the set's)
+                      bs:int=256, device=None
+                     ) -> DistilledSet:
+    "`dset` with the teacher's logits on its (unaugmented) images stored as its soft labels: what DATM's learned labels start from, for protocols that train on stored labels."
+    if not isinstance(dset, DistilledSet): raise InputTypeError(f"dset must be a DistilledSet, got {type(dset).__name__}.")
+    if not isinstance(teacher, nn.Module): raise InputTypeError(f"teacher must be an nn.Module, got {type(teacher).__name__}.")
+    mean, std = teacher_stats(teacher) or dset.stats
+    device = torch.device(device) if device is not None else default_device()
+    soft = _logits(teacher, dset.images, mean, std, check_int(bs, 'bs'), device).float().cpu()
+    if soft.shape[1] != dset.n_classes:
+        raise InputError(f"the teacher predicts {soft.shape[1]} classes but the set has {dset.n_classes}: use the teacher of these classes.")
+    return DistilledSet(dset.images, dset.labels, soft, dset.classes, dset.mean, dset.std, {**dset.meta, 'soft': 'teacher logits'})

@@ -144,7 +144,8 @@ CLI_CASES = [
         ['--out', str(earlier(t, 'data,ipc,arch,loss,refine,gamma,opt,lr,wd,epochs,repeat,seed')), '--epochs', '1']), 'start anew'),
     ('gift-continual: --budget without --memory gdumb', lambda w, t: gift_continual(['--budget', '5', '--out', str(t / 'o')]),
      '--memory gdumb only'),
-    ('gift-eval: unknown protocol', lambda w, t: gift_eval(eval_args(w, t, t / 'o') + ['--protocol', 'rded']), 'unknown protocol'),
+    ('gift-eval: unknown protocol', lambda w, t: gift_eval(eval_args(w, t, t / 'o') + ['--protocol', 'rdde']), 'unknown protocol'),
+    ('gift-eval: protocol statistics for 3 channels on grey images', lambda w, t: gift_eval(eval_args(w, t, t / 'o') + ['--protocol', 'rded', '--epochs', '20']), "--norm teacher"),
     ('gift-eval: --sync-bn without CUDA', lambda w, t: gift_eval(eval_args(w, t, t / 'o') + ['--sync-bn', '--device', 'cpu']),
      'needs CUDA'),
     ('gift-distill: the parts of a killed run, without --resume', lambda w, t: gift_distill([

@@ -212,7 +212,8 @@ def test_help_states_each_default_once(parser):
     helps = re.split(r'\s--?[\w-]+(?: [A-Z_]+)?\s', text)
     assert not [h for h in helps if h.count('(default') > 1], [h for h in helps if h.count('(default') > 1]
     assert '(default: None)' not in text
-    if fn not in ('distill_parser', 'teacher_parser'): assert '(default: 100)' in text   # --epochs
+    if fn == 'continual_parser': assert '(default: 100)' in text   # --epochs per step
+    if fn in ('eval_parser', 'ablate_parser'): assert "protocol's: gift 1000, rded 300" in text   # --epochs: the protocol's
 
 
 def test_speed_flags_reach_the_learner(files, tmp_path, monkeypatch):
