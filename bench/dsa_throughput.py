@@ -10,7 +10,7 @@ import argparse, json, platform, time
 from pathlib import Path
 import torch
 from fastai.torch_core import TensorImage
-from gift_fastai.augment import DSA, aug_registry
+from gift_fastai.augment import DSA, aug_registry, STRATEGIES
 
 
 def bench(dsa, x, n):
@@ -30,7 +30,7 @@ def main():
     a = p.parse_args()
     x = TensorImage(torch.randn(a.bs, 3, a.px, a.px, device=a.device))
     rows = {}
-    for s in ['gift', 'dsa', 'rded', *aug_registry.names]:
+    for s in [*STRATEGIES, *aug_registry.names]:
         dt = bench(DSA(s, seed=0), x, a.n)
         rows[s] = dict(ms_per_batch=round(dt * 1e3, 3), img_s=round(a.bs / dt))
         print(f"{s:10s} {dt * 1e3:7.3f} ms/batch  {a.bs / dt:9.0f} img/s")

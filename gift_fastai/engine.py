@@ -22,7 +22,7 @@ from fastai.callback.core import Callback, CancelValidException
 from fastai.torch_core import set_seed, rank_distrib, default_device
 from .core import InputError, InputTypeError, check_int, teacher_stats, versions
 from .data import DistilledSet, distilled_dls, _atomic_write
-from .protocols import get_protocol, NORMS
+from .protocols import get_protocol
 from .augment import DSA, ResizeCrop
 from .replay import FKDReplay
 from .learner import distilled_learner
@@ -82,9 +82,14 @@ class Run:
             raise InputError(f"stored labels were given, but protocol {self.protocol.name!r} relabels every batch with the teacher: use a "
                              f"protocol that trains on stored labels (sre2l-fkd), or leave the labels out.")
         if self.replay is not None:  # (before anything trains: the set, the batch and the epochs must be the labels')
-            self.replay.check(self.dset, self.protocol.bs or self.replay.batch_size, self.protocol.epochs)
+            self.replay.check(self.dset, self.batch_size(), self.protocol.epochs)
         bad = [k for k in list(self.cell) + list(self.labels) if k not in COLUMNS]
         if bad: raise InputError(f"{bad[0]!r} is not a column of the results store: cell and labels take {', '.join(COLUMNS)}.")
+
+    def batch_size(self) -> int:
+        "The global batch size: the protocol's `bs`, else the stored labels' (a replay), else the protocol's rule for this set."
+        if self.replay is not None and self.protocol.bs is None: return self.replay.batch_size
+        return self.protocol.batch_size(len(self.dset), self.dset.n_classes)
 
     def settings(self, cache:dict|None=None) -> dict:
         "Everything that changes the result, as JSON-able values: what the key hashes and the store records."
@@ -118,7 +123,7 @@ def protocol_norm(p, teacher, dset:DistilledSet) -> tuple:
     "(mean, std) of a run: the protocol's named statistics (`NORMS`), else the teacher's, else (None, None): the set's; a named set the teacher or the images contradict is refused."
     ts = teacher_stats(teacher)
     if p.norm == 'teacher': return ts or (None, None)
-    mean, std, _ = NORMS[p.norm]
+    mean, std = p.norm_stats(ts)
     C = dset.shape[0]
     if len(mean) != C:
         raise InputError(f"protocol {p.name!r} normalises with the {p.norm} statistics of {len(mean)} channels, but the images have {C}: "
@@ -148,7 +153,7 @@ def fit_run(run:Run, device=None, # Where it trains (default: fastai's default d
     mean, std = protocol_norm(p, run.teacher, run.dset)  # the student sees what the teacher saw in training
     set_seed(run.seed)
     seed = run.seed + 1_000_003 * rank  # (each process its own augmentations)
-    bs = run.replay.batch_size if run.replay is not None and p.bs is None else p.batch_size(len(run.dset), len(run.dset.classes))
+    bs = run.batch_size()
     if bs % p.accum: raise InputError(f"the batch of {bs} does not split into accum={p.accum} equal chunks: choose bs and accum to match.")
     bs //= p.accum  # (the loaders give the chunks; AccumulateBatches steps once per `accum` of them)
     bs = per_process_bs(bs, world) if world > 1 else bs
@@ -294,7 +299,7 @@ def make_row(run:Run, key:str, result:dict, device, cache:dict|None=None) -> dic
     return {**{k: s[k] for k in ('data', 'test', 'teacher')}, **run.labels, **run.cell,  # (inputs named by content unless named)
             'key': key, 'arch': run.labels.get('arch', _name(run.arch)),  # (a module's name, unless the caller names it)
             'loss': _name(run.loss),
-            'protocol': p.name, 'epochs': p.epochs, 'opt': p.opt, 'lr': p.lr, 'wd': p.wd, 'bs': run.replay.batch_size if run.replay is not None and p.bs is None else p.batch_size(len(run.dset), len(run.dset.classes)),
+            'protocol': p.name, 'epochs': p.epochs, 'opt': p.opt, 'lr': p.lr, 'wd': p.wd, 'bs': run.batch_size(),
             'seed': run.seed, 'n_train': len(run.dset), 'n_test': len(run.test), 'final_acc': float(result['final_acc']),
             'best_acc': float(result['best_acc']), 'evals': [list(e) for e in result.get('evals', [])],
             'seconds': round(float(result['seconds']), 2), 'settings': s, 'device': str(device),

@@ -126,7 +126,7 @@ class MultiStepLR(ProtocolSchedule):
                 ):
         check_choice(per, ('epoch', 'iter'), 'schedule step')
         super().__init__(schedule='multistep', milestones=tuple(milestones), gamma=gamma, step=per)
-        self.milestones, self.gamma, self.per = tuple(milestones), gamma, per
+    milestones, gamma, per = (property(lambda self, k=k: getattr(self.p, k)) for k in ('milestones', 'gamma', 'step'))
     def epochs(self, n_epoch:int) -> list:
         "The milestone epochs for a fit of `n_epoch` epochs."
         return [math.floor(m * n_epoch) for m in self.milestones]

@@ -52,7 +52,7 @@ class FKDLabels:
         first, last = self.load(0, 0), self.load(0, self.n_batches - 1)
         self.variant, self.batch_size, self.n_classes = first['variant'], len(first['logits']), first['logits'].shape[1]
         self.n = (self.n_batches - 1) * self.batch_size + len(last['logits'])
-        self._orders = {}
+        self._last, self._cursor = None, None  # (the last epoch's order; the sampler's generator and the epoch it is at)
 
     epochs = property(lambda self: len(self.epoch_dirs), doc="The number of stored epochs.")
     def __repr__(self):
@@ -85,10 +85,16 @@ class FKDLabels:
 
     def order(self, epoch:int) -> torch.Tensor:
         "The dataset indices of epoch `epoch`'s rows, in batch order: SRe2L's seeded sampler (`fkd_order`), or the stored indices (G-VBSM, EDC)."
-        if epoch not in self._orders:
-            if self.variant == 'sre2l': self._orders[epoch] = fkd_order(self.n, epoch, self.seed)
-            else: self._orders[epoch] = torch.cat([self.load(epoch, b)['ids'] for b in range(self.n_batches)])
-        return self._orders[epoch]
+        if self._last is not None and self._last[0] == epoch: return self._last[1]
+        if self.variant != 'sre2l': order = torch.cat([self.load(epoch, b)['ids'] for b in range(self.n_batches)])
+        else:  # `fkd_order`, advanced from the previous epoch rather than drawn again from epoch 0 (epochs come in order)
+            if self._cursor is None or self._cursor[0] > epoch: self._cursor = (0, torch.Generator().manual_seed(self.seed))
+            e, g = self._cursor
+            for _ in range(2 * (epoch - e)): torch.randperm(self.n, generator=g)
+            order = torch.randperm(self.n, generator=g); torch.randperm(self.n, generator=g)  # (the pass's second, discarded draw)
+            self._cursor = (epoch + 1, g)
+        self._last = (epoch, order)
+        return order
 
     def fingerprint(self) -> str:
         "A short hash of what the labels are: their layout, the seed and the bytes of the first and last files."
