@@ -126,7 +126,9 @@ class MultiStepLR(ProtocolSchedule):
                 ):
         check_choice(per, ('epoch', 'iter'), 'schedule step')
         super().__init__(schedule='multistep', milestones=tuple(milestones), gamma=gamma, step=per)
-    milestones, gamma, per = (property(lambda self, k=k: getattr(self.p, k)) for k in ('milestones', 'gamma', 'step'))
+    milestones = property(lambda self: self.p.milestones, doc="The milestones, fractions of the fit (its protocol's).")
+    gamma = property(lambda self: self.p.gamma, doc="The factor at each milestone (its protocol's).")
+    per = property(lambda self: self.p.step, doc="'epoch' or 'iter': what the milestones count (its protocol's `step`).")
     def epochs(self, n_epoch:int) -> list:
         "The milestone epochs for a fit of `n_epoch` epochs."
         return [math.floor(m * n_epoch) for m in self.milestones]
