@@ -6,7 +6,7 @@ Docs: https://gift-fastai.github.io/gift-fastai/assets.html.md"""
 
 # %% auto #0
 __all__ = ['ASSETS', 'format_registry', 'asset_path', 'load_default', 'detect_format', 'load_set', 'first_per_class',
-           'check_device', 'check_same_classes', 'load_inputs', 'load_stream']
+           'check_device', 'check_same_classes', 'load_inputs', 'load_stream', 'load_zca']
 
 # %% ../nbs/17_assets.ipynb #19ec4c7f
 from importlib import resources
@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 import re
 from .core import InputError, Registry, check_choice, teacher_stats
-from .data import DistilledSet, from_rded_folder, from_sre2l_folder, from_gift_pt
+from .data import DistilledSet, ZCAWhiten, from_rded_folder, from_sre2l_folder, from_gift_pt, from_datm, from_ddranking
 
 # %% ../nbs/17_assets.ipynb #4326782c
 ASSETS = dict(data='fmnist_rded_ipc10.safetensors', teacher='fmnist_convnet3_teacher.safetensors',
@@ -57,14 +57,30 @@ def _sre2l(path, classes=None, channels=None): return from_sre2l_folder(path, cl
                           source="GIFT utils (formats.md §7)")
 def _gift_pt(path, classes=None, channels=None): return from_gift_pt(path, classes=classes)
 
+@format_registry.register('datm', "DATM's learned set: `images_best.pt` (class-major, ZCA-whitened), `labels_best.pt` (logits), `lr_best.pt` (its lr)",
+                          source="NUS-HPC-AI-Lab/DATM @97ae510 distill/DATM.py:132-138, 392-432 (formats.md §6)")
+def _datm(path, classes=None, channels=None): return from_datm(path, classes=classes)
+
+@format_registry.register('ddranking', "DD-Ranking's inputs: `images.pt` (class-major, already normalised), `labels.pt` (logits), `lr.pt`",
+                          source="NUS-HPC-AI-Lab/DD-Ranking @b8b0966 README Quickstart; soft_label.py:505-506 (formats.md §8)")
+def _ddranking(path, classes=None, channels=None): return from_ddranking(path, classes=classes)
+
+@format_registry.register('ddranking-zca', "DD-Ranking's inputs whitened for its `use_zca`: `images.pt` in ZCA space, `labels.pt`, `lr.pt`",
+                          source="NUS-HPC-AI-Lab/DD-Ranking @b8b0966 data.py:179-210 (formats.md §8)")
+def _ddranking_zca(path, classes=None, channels=None): return from_ddranking(path, classes=classes, space='zca')
+
 def detect_format(path) -> str:
     "The format of the set at `path` (a name of `format_registry`), read off its layout: file suffix, or class-folder names."
     p = Path(str(path))
     if p.is_file():
         if p.suffix == '.safetensors': return 'set'
+        if re.fullmatch(r'images_(best|\d+)\.pt', p.name): return 'datm'
+        if p.name == 'images.pt': return 'ddranking'
         if p.suffix == '.pt': return 'gift-pt'
         raise InputError(f"{p}: a set file is .safetensors (this library's) or .pt (GIFT's data.pt); give format= to read it as one.")
     if not p.is_dir(): raise InputError(f"{p}: no such file or folder.")
+    if (p / 'images_best.pt').is_file(): return 'datm'
+    if (p / 'images.pt').is_file(): return 'ddranking'  # (normalised; --format ddranking-zca when whitened)
     names = [d.name for d in p.iterdir() if d.is_dir() and not d.name.startswith('.')]
     for fmt, pattern in (('rded', r'\d+'), ('sre2l', r'new\d+')):
         if names and all(re.fullmatch(pattern, n) for n in names): return fmt
@@ -136,12 +152,13 @@ def load_inputs(data=None, test=None, teacher=None, # Paths (or a dataset name f
         tpath = Path(teacher) if teacher is not None else asset_path('teacher')
         t = load_teacher(tpath)  # checked below, once the data is read: RDED folders and data.pt number their classes,
         hint = dict(classes=t.teacher_meta['classes'], channels=t.teacher_meta['shape'][0])  # and those are the teacher's
+    tst = load_set(test if test is not None else asset_path('test'), '--test', download=download, **hint)
+    if t is None: hint = dict(classes=tst.classes, channels=tst.shape[0])  # (no teacher: numbered classes are the test set's)
     dset = load_set(data if data is not None else asset_path('data'), '--data', format=format if data is not None else None, **hint)
     if ipc is not None: dset = first_per_class(dset, ipc)
-    tst = load_set(test if test is not None else asset_path('test'), '--test', download=download, **hint)
     if t is not None: check_teacher_meta(t, classes=dset.classes, shape=dset.shape)
     check_same_classes(tst, dset, '--test', shape=False)
-    if t is not None and dset.mean is None and teacher_stats(t) is not None: dset.mean, dset.std = teacher_stats(t)
+    if t is not None and dset.space == 'pixels' and dset.mean is None and teacher_stats(t) is not None: dset.mean, dset.std = teacher_stats(t)
     if device is not None: check_device(device)
     if arch is not None:
         try: create_student(arch, dset.n_classes, dset.shape[0], dset.shape[1], **(arch_kwargs or {}))
@@ -151,3 +168,18 @@ def load_inputs(data=None, test=None, teacher=None, # Paths (or a dataset name f
 def load_stream(spec, like:DistilledSet, download:bool=False) -> DistilledSet:
     "GDumb's stream: a set file or folder, or a dataset's training split (`NAME` or `NAME:PATH`); checked against the distilled set `like`."
     return check_same_classes(load_set(spec, '--stream', split='train', download=download), like, '--stream')
+
+def load_zca(real, # The real training images: a set file or folder, or a dataset's train split (`NAME` or `NAME:PATH`)
+             like:DistilledSet, # The distilled set it will serve: same classes and image shape
+             test=None, # When `real` is None: the test set's spec, whose train split is used if it names a dataset
+             download:bool=False, eps:float=0.1
+            ) -> ZCAWhiten:
+    "The ZCA whitening of a run (protocol datm, or DATM's whitened images), fitted on the real training images as DATM does (eps 0.1)."
+    from gift_fastai import datasets
+    if real is None:
+        if test is None or Path(str(test)).exists() or datasets.dataset_spec(str(test)) is None:
+            raise InputError("ZCA whitening is fitted on the real training images (DATM: the full train split), and none were given: "
+                             "give them with --real NAME, NAME:PATH or a set (in Python: load_zca(real, like) or ZCAWhiten.fit(train)).")
+        real = test
+    r = check_same_classes(load_set(real, '--real', split='train', download=download, channels=like.shape[0]), like, '--real')
+    return ZCAWhiten.fit(r, eps=eps)

@@ -24,7 +24,7 @@ from .losses import loss_registry
 from .protocols import Protocol, get_protocol, protocol_registry, NORMS
 from .replay import FKDLabels
 from .data import DistilledSet
-from .assets import asset_path, load_inputs, load_stream, load_set, check_device, check_same_classes, format_registry
+from .assets import asset_path, load_inputs, load_stream, load_set, load_zca, check_device, check_same_classes, format_registry
 from .engine import ResultsStore, evaluate_distilled, write_results, write_tables
 from .models import FITS
 from .distributed import is_main, world_size
@@ -37,12 +37,14 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return h if action.default is None or 'default' in h.lower() else super()._get_help_string(action)
 
 def add_input_args(p:argparse.ArgumentParser, one_set:bool=True, # Also --data and --ipc (gift-ablate has them as axes)
-                   labels:bool=False # Also --labels (stored labels replayed: gift-eval)
+                   labels:bool=False, # Also --labels (stored labels replayed: gift-eval)
+                   real:bool=False # Also --real (the real training images a ZCA whitening is fitted on: gift-eval, gift-ablate)
                   ) -> argparse.ArgumentParser:
     "Add the inputs: --teacher and --test (the embedded ones by default), and --data and --ipc for a command on one set."
     if one_set:
         p.add_argument('--data', default=None, help="distilled set: a set file (.safetensors), an RDED folder, an SRe2L/CDA/G-VBSM/EDC "
-                       "folder, or GIFT's data.pt; the format is read off its layout (default: the embedded set)")
+                       "folder, GIFT's data.pt, DATM's folder (images_best.pt...) or DD-Ranking's (images.pt...); the format is read "
+                       "off its layout (default: the embedded set)")
         p.add_argument('--format', default=None, choices=format_registry.names, help="the format of --data, where its layout does "
                        "not say it (default: detected)")
         p.add_argument('--ipc', type=int, default=None, help="use the first IPC images of each class of --data (default: all)")
@@ -54,6 +56,10 @@ def add_input_args(p:argparse.ArgumentParser, one_set:bool=True, # Also --data a
                    "training (the check refuses a class permutation or a chance-level teacher)")
     p.add_argument('--test', default=None, help="real test set: a set file, or a dataset of get_dataset, NAME or NAME:PATH (PATH: "
                    "where its files are; its test split) (default: the embedded test images)")
+    if real:
+        p.add_argument('--real', default=None, help="real training images the ZCA whitening of --protocol datm (or of DATM's whitened "
+                       "images) is fitted on: a set file, or a dataset NAME or NAME:PATH (its train split) (default: the train split of "
+                       "--test when it names a dataset)")
     return add_download_arg(p)
 
 def add_download_arg(p:argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -97,8 +103,8 @@ def add_protocol_args(p:argparse.ArgumentParser, epochs_help:str="epochs per run
     a('--eval-every', type=int, default=None, help="test every N epochs (default: the protocol's: gift epochs/4, rded 10 in the last 20%%, ...)")
     a('--clip', type=float, default=None, help="clip the gradient norm to this (fastai's GradientClip): GIFT under SGD at lr 0.1 "
       "needs it (default: the protocol's: none)")
-    a('--norm', default=None, help=f"normalisation: teacher (the statistics the teacher was trained with, else the set's) or "
-      f"{', '.join(NORMS)} (default: the protocol's)")
+    a('--norm', default=None, help=f"normalisation: teacher (the statistics the teacher was trained with, else the set's), "
+      f"{', '.join(NORMS)}, or zca (whitening fitted on --real) (default: the protocol's)")
     a('--device', default=None, help="cpu, cuda, cuda:1, ... (default: fastai's default device)")
     return p
 
@@ -254,7 +260,7 @@ def eval_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='gift-eval', description="Train students on a distilled set with soft-label losses "
         "(the teacher relabels every augmented batch) and report test accuracy. With no arguments: the embedded "
         "Fashion-MNIST RDED set (IPC 10), GIFT vs KL.", formatter_class=HelpFormatter)
-    add_input_args(p, labels=True)
+    add_input_args(p, labels=True, real=True)
     p.add_argument('--out', default=None, help="output folder (default: a new gift-eval-<time> folder here); re-running into it skips finished runs")
     return add_resume_args(add_speed_args(add_protocol_args(p)))
 
@@ -278,6 +284,10 @@ def _gift_eval(args) -> int:
                          f"every batch with the teacher: choose --protocol sre2l-fkd, or drop --labels.")
     dset, test, teacher, tpath = load_inputs(args.data, args.test, False if stored else args.teacher, ipc=args.ipc, arch=args.arch,
                                              device=args.device, arch_kwargs=settings.get('arch_kwargs'), download=args.download, format=args.format)
+    if proto.norm == 'zca' or dset.space == 'zca': settings['zca'] = load_zca(args.real, dset, args.test, args.download)
+    elif args.real is not None:
+        raise InputError(f"--real fits a ZCA whitening, but --protocol {proto.name} normalises with {proto.norm!r} statistics and the set is "
+                         f"{dset.space}: drop --real, or use --protocol datm (or --norm zca).")
     meta, out = getattr(teacher, 'teacher_meta', {}) or {}, store.folder
     console = Console(quiet=not is_main())  # in a launch of several processes only rank 0 prints and writes
     title = ' · '.join(v for v in (dset.meta.get('source'), ' '.join(filter(None, (dset.meta.get('method'), f"IPC {int(dset.class_counts.min())}"))),
@@ -324,7 +334,7 @@ def ablate_parser() -> argparse.ArgumentParser:
     for ax in AXES:
         if ax != 'protocol': a(f'--{ax}', default=None, help=f"comma list of {_AXIS_HELP[ax]}")  # (--protocol: with the protocol's settings below)
     a('--preset', default=None, choices=list(PRESETS), help="one of the paper's studies; axes given too replace or extend it")
-    add_input_args(p, one_set=False)
+    add_input_args(p, one_set=False, real=True)
     add_protocol_args(p, "epochs per run (default: each protocol's: gift 1000, rded 300, ...)", "runs per cell, seeds seed..seed+repeats-1", one_cell=False)
     a('--metric', default='final', choices=['final', 'best'], help="what the table and plots show (best: test-set selection)")
     a('--out', default='gift-ablate', help="output folder; re-running with the same folder skips finished runs")
@@ -359,7 +369,7 @@ def _gift_ablate(args) -> int:
     line = lambda run, row: _acc_line(run, row).replace(f"  {row['loss']} ", f"  {cell_label(row, axes)} ", 1)
     with RichReport(console, f"runs ({len(cells)} cells × {args.repeats} repeats)", line) as report:
         rows = run_grid(cells, store, epochs=settings.pop('epochs', None), repeats=args.repeats, seed=args.seed, teacher=args.teacher,
-                        test=args.test, device=args.device, report=report, download=args.download, **settings)
+                        test=args.test, device=args.device, report=report, download=args.download, real=args.real, **settings)
     if not is_main(): return 0
     out, summary = store.folder, summarise_grid(rows)
     _atomic_write(out / 'summary.csv', lambda tmp: summary.to_csv(tmp, index=False))

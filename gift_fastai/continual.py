@@ -171,6 +171,7 @@ def _check_set(s, what:str, like:DistilledSet|None=None):
                          f"and {like.shape}: one class list in one order, one image shape.")
     try: s.check_nonempty()
     except InputError as e: raise InputError(f"{what}: {e}") from None
+    s.check_pixels(f"the continual loop ({what}; its memories mix distilled and real images)")
 
 @dataclass(eq=False)
 class GDumb:

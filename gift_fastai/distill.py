@@ -21,7 +21,7 @@ from .checkpoint import save_checkpoint, load_checkpoint
 # %% ../nbs/10_distill.ipynb #1a2bb1b4
 def _check_set(dset, what='train'):
     if not isinstance(dset, DistilledSet): raise InputTypeError(f"{what} must be a DistilledSet, got {type(dset).__name__}.")
-    return dset
+    return dset.check_pixels(f"distilling from {what}")
 
 def _pos_int(v, what, fix=''):
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:

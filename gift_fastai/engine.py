@@ -10,7 +10,7 @@ __all__ = ['COLUMNS', 'NUMERIC', 'fingerprint', 'Run', 'protocol_norm', 'fit_run
            'table_markdown', 'table_latex', 'write_tables', 'write_results', 'pyplot', 'save_figure', 'bar_chart']
 
 # %% ../nbs/18_engine.ipynb #3e20e39d
-import contextlib, copy, csv, hashlib, io, json, time
+import contextlib, copy, csv, hashlib, io, json, time, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
@@ -21,7 +21,7 @@ from fastcore.foundation import L
 from fastai.callback.core import Callback, CancelValidException
 from fastai.torch_core import set_seed, rank_distrib, default_device
 from .core import InputError, InputTypeError, check_int, teacher_stats, versions
-from .data import DistilledSet, distilled_dls, _atomic_write
+from .data import DistilledSet, ZCAWhiten, distilled_dls, _atomic_write
 from .protocols import get_protocol
 from .augment import DSA, ResizeCrop
 from .replay import FKDReplay
@@ -31,10 +31,13 @@ from .distributed import world_size, is_main, per_process_bs, process_device
 
 # %% ../nbs/18_engine.ipynb #480d171a
 def fingerprint(obj, cache:dict|None=None) -> str:
-    "A short content hash of a set (images, labels, soft labels), a model (its weights), a list of models, or a name."
+    "A short content hash of a set (images, labels, soft labels, space), a model (its weights), a whitening, a list of models, or a name."
     if cache is not None and id(obj) in cache: return cache[id(obj)][1]
     h = hashlib.sha1()
-    if isinstance(obj, DistilledSet): ts = [obj.images, obj.labels] + ([obj.soft] if obj.soft is not None else [])
+    if isinstance(obj, DistilledSet):
+        ts = [obj.images, obj.labels] + ([obj.soft] if obj.soft is not None else [])
+        if obj.space != 'pixels': h.update(obj.space.encode())  # (pixel sets keep their earlier keys)
+    elif isinstance(obj, ZCAWhiten): ts = [obj.mean, obj.T]
     elif isinstance(obj, nn.Module): ts = list(obj.state_dict().values())
     elif obj is None or isinstance(obj, str): ts = []; h.update(str(obj).encode())
     elif isinstance(obj, (list, tuple)): ts = []; h.update(''.join(fingerprint(o, cache) for o in obj).encode())
@@ -66,6 +69,7 @@ class Run:
     dls_kwargs:dict|None=None # Extra arguments of `distilled_dls` (e.g. `empty_ok=True`)
     result:dict|None=None # A result known without training (e.g. one seen class: always right), recorded as it is
     replay:object=None # Stored labels replayed (`FKDLabels`: SRe2L's, G-VBSM's, EDC's), for a protocol that trains on stored labels
+    zca:object=None # A `ZCAWhiten` fitted on the real training images: for a protocol with norm='zca' (datm) or a ZCA-whitened set
 
     def __post_init__(self):
         for k in ('dset', 'test'):
@@ -73,6 +77,20 @@ class Run:
                 raise InputTypeError(f"{k} must be a DistilledSet, got {type(getattr(self, k)).__name__}.")
         self.seed = check_int(self.seed, 'seed', 0)
         self.protocol = get_protocol(self.protocol).resolved(self.arch)
+        if self.protocol.set_lr:  # (DATM: the set's learned lr)
+            lr = self.dset.meta.get('lr')
+            if lr is not None: self.protocol = self.protocol.replace(lr=float(lr))
+            else: warnings.warn(f"protocol {self.protocol.name!r} trains at the set's learned lr, but this set has none (meta['lr'], "
+                                f"e.g. DATM's lr_best.pt): it trains at the protocol's lr {self.protocol.lr:g}.", stacklevel=2)
+        if self.zca is not None and not isinstance(self.zca, ZCAWhiten):
+            raise InputTypeError(f"zca must be a fitted ZCAWhiten (ZCAWhiten.fit(real_train)), got {type(self.zca).__name__}.")
+        if (self.protocol.norm == 'zca' or self.dset.space == 'zca') and self.zca is None and self.result is None:
+            why = f"protocol {self.protocol.name!r} whitens" if self.protocol.norm == 'zca' else "the set is ZCA-whitened (DATM's images)"
+            raise InputError(f"{why}, but no whitening was given: fit it on the real training images, Run(..., zca=ZCAWhiten.fit(train)) "
+                             f"(evaluate_distilled(zca=); on the command line --real, or a dataset name for --test).")
+        if self.zca is not None and self.protocol.norm != 'zca' and self.dset.space != 'zca':
+            raise InputError(f"a whitening was given, but protocol {self.protocol.name!r} normalises with {self.protocol.norm!r} statistics and "
+                             f"the set is {self.dset.space}: leave zca out, or use a protocol with norm='zca' (datm).")
         if not self.protocol.test_epochs() and self.result is None:
             raise InputError(f"protocol {self.protocol.name!r} tests at none of its {self.protocol.epochs} epochs (every {self.protocol.eval_every} "
                              f"after {self.protocol.eval_after:.0%} of them{', and not after the last' if not self.protocol.eval_last else ''}): "
@@ -93,12 +111,13 @@ class Run:
 
     def settings(self, cache:dict|None=None) -> dict:
         "Everything that changes the result, as JSON-able values: what the key hashes and the store records."
-        p = {k: v for k, v in self.protocol.to_dict().items() if k not in ('name', 'source')}
+        p = {k: v for k, v in self.protocol.to_dict().items() if k not in ('name', 'source') and not (k == 'set_lr' and not v)}  # (set_lr absent when off: earlier keys stay)
         return dict(data=fingerprint(self.dset, cache), test=fingerprint(self.test, cache), teacher=fingerprint(self.teacher, cache),
                     arch=self.arch if isinstance(self.arch, str) else f"{_name(self.arch)}:{fingerprint(self.arch, cache)}",
                     arch_kwargs=self.arch_kwargs or {}, loss=_name(self.loss), loss_kwargs=self.loss_kwargs or {}, protocol=p,
                     seed=self.seed, cell=self.cell, dls_kwargs=self.dls_kwargs or {},
-                    **({} if self.replay is None else dict(replay=self.replay.fingerprint())))  # (absent without: earlier keys stay)
+                    **({} if self.replay is None else dict(replay=self.replay.fingerprint())),  # (absent without: earlier keys stay)
+                    **({} if self.zca is None else dict(zca=fingerprint(self.zca, cache))))
 
     def key(self, cache:dict|None=None) -> str:
         "The run's identity: a hash of `settings` (computed once: a run's settings do not change once it is made)."
@@ -150,7 +169,15 @@ def fit_run(run:Run, device=None, # Where it trains (default: fastai's default d
         raise InputError(f"protocol {p.name!r} trains on the set's stored soft labels, but the set has none (it would train on one-hot "
                          f"labels): give a set with its labels (e.g. DATM's labels_best.pt), or store a teacher's logits with "
                          f"store_soft_labels(dset, teacher).")
-    mean, std = protocol_norm(p, run.teacher, run.dset)  # the student sees what the teacher saw in training
+    if p.aug_pixels and run.dset.space != 'pixels':
+        raise InputError(f"protocol {p.name!r} augments pixels in [0,1] before normalising, but the set's images are {run.dset.space} floats: "
+                         f"use a protocol that augments the normalised batch (aug_pixels=False), or a set of pixels.")
+    if run.zca is not None:
+        if run.teacher is not None and not isinstance(run.teacher, str):
+            raise InputError("a teacher relabels normalised pixels, not whitened images: a whitened run trains on stored soft labels "
+                             "(protocol datm: teacher='stored'), or use a protocol that normalises.")
+        mean = std = None
+    else: mean, std = protocol_norm(p, run.teacher, run.dset)  # the student sees what the teacher saw in training
     set_seed(run.seed)
     seed = run.seed + 1_000_003 * rank  # (each process its own augmentations)
     bs = run.batch_size()
@@ -160,7 +187,7 @@ def fit_run(run:Run, device=None, # Where it trains (default: fastai's default d
     aug = DSA(p.aug, seed=seed, pixels=p.aug_pixels, **p.aug_op_kwargs()) if p.aug is not None else None
     test_tfms = [ResizeCrop()] if p.test_tfm == 'resize-crop' else []
     dls = distilled_dls(run.dset, valid=run.test, bs=bs, aug=aug, device=device, mean=mean, std=std, seed=seed,
-                        test_tfms=test_tfms, **(run.dls_kwargs or {}))
+                        test_tfms=test_tfms, zca=run.zca, **(run.dls_kwargs or {}))
     arch = copy.deepcopy(run.arch) if isinstance(run.arch, nn.Module) else run.arch  # every run starts from the module's weights
     learn = distilled_learner(dls, arch, teacher=run.teacher, loss=run.loss, protocol=p, loss_kwargs=run.loss_kwargs,
                               arch_kwargs=run.arch_kwargs, seed=run.seed)
@@ -351,7 +378,7 @@ def run_all(runs:list, # `Run`s
     return [rows[k] for k in keys if k in rows]
 
 # %% ../nbs/18_engine.ipynb #6a8606c2
-_CALL_SETTINGS = ('loss_kwargs', 'arch_kwargs', 'names', 'teacher_check', 'labels')
+_CALL_SETTINGS = ('loss_kwargs', 'arch_kwargs', 'names', 'teacher_check', 'labels', 'zca')
 
 def check_teacher_fits(teacher, # A teacher module or a list of them; None/'stored' (the set's soft labels): nothing to check
                        dset, # The distilled set it will label, or a list of them (a grid's)
@@ -361,8 +388,9 @@ def check_teacher_fits(teacher, # A teacher module or a list of them; None/'stor
     "Refuse a teacher that does not label these sets (`check_teacher` on the test set, then the distilled set): a class permutation, named with the reordering that fixes it, or chance-level accuracy."
     from gift_fastai.teachers import check_teacher
     if teacher is None or isinstance(teacher, str): return
+    sets = [d for d in (dset if isinstance(dset, (list, tuple)) else [dset]) if d.space == 'pixels']  # (a set stored normalised: its statistics are checked against the teacher's when it trains)
     for t in (list(teacher) if isinstance(teacher, (list, tuple)) else [teacher]):
-        for s, what in [(test, 'the test set')] + [(d, 'the distilled set') for d in (dset if isinstance(dset, (list, tuple)) else [dset])]:
+        for s, what in [(test, 'the test set')] + [(d, 'the distilled set') for d in sets]:
             rep = check_teacher(t, s, device=device if device is not None else default_device(), warn=False)
             if rep.problems:
                 raise InputError(f"the teacher does not label {what} ({len(s)} images): {' '.join(rep.messages)} If you know "
@@ -386,7 +414,7 @@ def evaluate_distilled(dset:DistilledSet, # The distilled training set
                        out=None, # A folder or `ResultsStore`: rows recorded there, finished runs taken from it
                        device=None, cbs=None, # Where to train; extra callbacks (e.g. a progress display)
                        report=None, # Progress events, see `run_all`
-                       **overrides # Protocol settings to change (epochs, bs, opt, lr, wd, eval_every, aug, precision...); loss_kwargs, arch_kwargs; names (of data, test, teacher in the rows); teacher_check=False skips `check_teacher_fits`; labels: stored labels (`FKDLabels`) for 'sre2l-fkd'
+                       **overrides # Protocol settings to change (epochs, bs, opt, lr, wd, eval_every, aug, precision...); loss_kwargs, arch_kwargs; names (of data, test, teacher in the rows); teacher_check=False skips `check_teacher_fits`; labels: stored labels (`FKDLabels`) for 'sre2l-fkd'; zca: a `ZCAWhiten` for 'datm'
                       ) -> dict:
     "The protocol on one set: per-run final and best test accuracy, and their mean ± population std (per loss in `summary`)."
     p = get_protocol(protocol, **{k: v for k, v in overrides.items() if k not in _CALL_SETTINGS})
@@ -399,7 +427,7 @@ def evaluate_distilled(dset:DistilledSet, # The distilled training set
     names = overrides.get('names') or {}
     if overrides.get('teacher_check', True): check_teacher_fits(teacher, dset, test, device)  # before anything trains
     runs = [Run(dset, test, teacher, arch, l, p, seed, overrides.get('loss_kwargs'), overrides.get('arch_kwargs'),
-                labels=dict(names, repeat=r), replay=overrides.get('labels')) for l in losses for r, seed in enumerate(seed_list(seeds))]
+                labels=dict(names, repeat=r), replay=overrides.get('labels'), zca=overrides.get('zca')) for l in losses for r, seed in enumerate(seed_list(seeds))]
     rows = run_all(runs, store, device=device, cbs=cbs, report=report)
     res = [dict(loss=r['loss'], repeat=run.labels['repeat'], seed=int(r['seed']), final_acc=float(r['final_acc']),
                 best_acc=float(r['best_acc']), evals=[tuple(e) for e in json.loads(r['evals'] or '[]')], seconds=float(r['seconds']),

@@ -17,7 +17,7 @@ from .core import InputError, check_choice, check_int, check_gamma
 from .losses import loss_registry
 from .protocols import OPTIMIZERS, get_protocol, protocol_registry
 from .callbacks import Refine
-from .assets import asset_path, load_set, first_per_class, check_same_classes
+from .assets import asset_path, load_set, load_zca, first_per_class, check_same_classes
 from .engine import Run, ResultsStore, run_all, fmt, pyplot, save_figure, check_teacher_fits
 
 # %% ../nbs/12_experiments.ipynb #b7b187fa
@@ -269,21 +269,22 @@ def plot_grid(summary:pd.DataFrame, out, # The folder to write the PNGs to
 # %% ../nbs/12_experiments.ipynb #ac02641a
 def _load_all(cells, teacher, test, arch_kwargs=None, download:bool=False):
     "Load every set (cut to its ipc), the teacher and the test set once; check they fit together and every arch builds."
-    from gift_fastai.teachers import load_teacher
+    from gift_fastai.teachers import load_teacher, check_teacher_meta
     from gift_fastai.models import create_student
-    sets, labels = {}, {}
+    tpath = Path(teacher) if teacher is not None else asset_path('teacher')
+    t = load_teacher(tpath)  # (checked against the sets below; numbered classes of RDED, DATM... folders are the teacher's)
+    hint, sets, labels = dict(classes=t.teacher_meta['classes'], channels=t.teacher_meta['shape'][0]), {}, {}
     for c in cells:
         label, spec = _set_label(c['data'])
         if label in labels and labels[label] != spec:
             raise InputError(f"two sets are labelled {label!r} ({labels[label]} and {spec}): name them, e.g. a=path1,b=path2.")
         labels[label] = spec
         if (label, c['ipc']) in sets: continue
-        full = sets.get((label, None)) or load_set(spec if spec is not None else asset_path('data'), '--data')
+        full = sets.get((label, None)) or load_set(spec if spec is not None else asset_path('data'), '--data', **hint)
         sets[(label, None)] = full
         sets[(label, c['ipc'])] = first_per_class(full, c['ipc']) if c['ipc'] is not None else full
     first = next(iter(sets.values()))
-    tpath = Path(teacher) if teacher is not None else asset_path('teacher')
-    t = load_teacher(tpath, classes=first.classes, shape=first.shape)
+    check_teacher_meta(t, classes=first.classes, shape=first.shape)
     test_set = load_set(test if test is not None else asset_path('test'), '--test', download=download)
     for (label, ipc), s in sets.items():
         if s.classes != first.classes or s.shape != first.shape:
@@ -301,22 +302,28 @@ def grid_runs(cells:list, epochs:int|None=None, repeats:int=3, seed:int=0, teach
     "The `Run`s of a grid: each cell `repeats` times (seed + repeat), under `protocol` with the cell's optimizer settings and `overrides`."
     check_int(repeats, 'repeats'); check_int(seed, 'seed', 0)
     if not cells: raise InputError("the grid has no cells: every combination was left out (see the notes) or no axis was given.")
-    check, arch_kwargs = overrides.pop('teacher_check', True), overrides.pop('arch_kwargs', None)
-    sets, t, test_set, tname, testname = _load_all(cells, teacher, test, arch_kwargs, overrides.pop('download', False))
+    check, arch_kwargs, real, download = (overrides.pop(k, d) for k, d in (('teacher_check', True), ('arch_kwargs', None), ('real', None), ('download', False)))
+    sets, t, test_set, tname, testname = _load_all(cells, teacher, test, arch_kwargs, download)
     if check:  # before anything trains: the teacher labels the test set and every set of the grid
         check_teacher_fits(t, list({id(s): s for s in sets.values()}.values()), test_set, device)
-    runs, ep = [], {} if epochs is None else dict(epochs=epochs)  # (None: each protocol's own epochs)
+    runs, ep, zca = [], {} if epochs is None else dict(epochs=epochs), None  # (None: each protocol's own epochs)
     for c in cells:
         named = protocol if not isinstance(protocol, str) and c['protocol'] == protocol.name else c['protocol']  # (a Protocol of the caller's)
         base = get_protocol(named, **ep, **overrides)
         label = _set_label(c['data'])[0]
+        dset = sets[(label, c['ipc'])]
+        whiten = base.norm == 'zca' or dset.space == 'zca'  # (datm, or DATM's images: one whitening, fitted once on the real images)
+        if whiten and zca is None: zca = load_zca(real, dset, test, download)
         for r in range(repeats):
             kw, cbs = {}, []  # GIFT refines with its own arguments; another loss with the `Refine` callback
             if c['loss'] == 'gift': kw = dict(refine=c['refine'] == 'on', **({} if c['gamma'] is None else dict(gamma=c['gamma'])))
             elif c['refine'] == 'on': cbs.append(Refine(gamma=c['gamma']))
-            runs.append(Run(sets[(label, c['ipc'])], test_set, None if base.teacher == 'stored' else t, c['arch'], c['loss'], _cell_protocol(base, c['opt'], lr=c['lr'], wd=c['wd']),
+            runs.append(Run(dset, test_set, None if base.teacher == 'stored' else t, c['arch'], c['loss'], _cell_protocol(base, c['opt'], lr=c['lr'], wd=c['wd']),
                             seed + r, loss_kwargs=kw, arch_kwargs=arch_kwargs, cbs=cbs, cell=dict(refine=c['refine'], gamma=c['gamma'], ipc=c['ipc']),
-                            labels=dict(data=label, teacher=tname, test=testname, repeat=r)))
+                            labels=dict(data=label, teacher=tname, test=testname, repeat=r), zca=zca if whiten else None))
+    if real is not None and zca is None:
+        raise InputError("real training images were given to fit a ZCA whitening, but no cell whitens (protocol datm, norm 'zca' or "
+                         "DATM's images): leave them out (--real).")
     return runs
 
 def run_grid(cells:list, # Cells from `expand_grid`

@@ -173,6 +173,7 @@ class Protocol:
     opt:str='adamw' # A name of `OPTIMIZERS`
     lr:float|None=None # None: the optimizer's, times the factor of the student's family in `lr_families`
     lr_families:tuple=(('swin', 0.1), ('vit', 0.1), ('deit', 0.1)) # (name part, factor) of the default lr per student family; the first match counts
+    set_lr:bool=False # Train at the set's learned lr (`meta['lr']`: DATM's lr_best.pt) when it has one; giving `lr` turns it off
     momentum:float|None=None # SGD's momentum; None: the optimizer's (0.9)
     wd:float|None=None # Weight decay; None: the optimizer's
     decay:str='all' # Which parameters decay: a name of `DECAYS`
@@ -239,7 +240,7 @@ class Protocol:
             raise InputError(f"milestones must be fractions of the fit in (0, 1], got {self.milestones}.")
         if not self.report or any(r not in REPORTS for r in self.report):
             raise InputError(f"report must list some of {', '.join(REPORTS)}, got {self.report}.")
-        for k in ('sync_bn', 'reset_opt', 'aug_pixels', 'eval_last', 'teacher_train'):
+        for k in ('sync_bn', 'reset_opt', 'aug_pixels', 'eval_last', 'teacher_train', 'set_lr'):
             if not isinstance(getattr(self, k), bool): raise InputTypeError(f"{k} must be True or False, got {getattr(self, k)!r}.")
         if self.channels_last is not None and not isinstance(self.channels_last, bool):
             raise InputTypeError(f"channels_last must be True, False or None (auto), got {self.channels_last!r}.")
@@ -492,12 +493,14 @@ _register('datm', "DATM's evaluation: its stored logits at T = 1 (SoftCE), SGD a
     "epoch 501 of 1001, DSA one op per batch, the last epoch reported", "NUS-HPC-AI-Lab/DATM @97ae510: utils/utils_baseline.py:471-525, 704-881; "
     "distill/evaluation.py:56-63", r"E=1001;\ \eta_e=\eta_{\rm set}\cdot0.1^{[e\ge502]};\ -\sum\sigma(t)\log\sigma(z)",
     epochs=1001, bs=128, opt='sgd', lr=0.01, momentum=0.9, wd=5e-4, decay='all', lr_families=(), schedule='halfway-step', gamma=0.1,
-    reset_opt=True, aug='dsa', teacher='stored', loss='softce', loss_args={'softce': {'T': 1.0}}, eval_every=0, report=('final',))
+    reset_opt=True, aug='dsa', teacher='stored', loss='softce', loss_args={'softce': {'T': 1.0}}, eval_every=0, report=('final',),
+    norm='zca', set_lr=True)
 
 def get_protocol(protocol='gift', # A registered name, or a `Protocol`
                  **changes # Settings to change (see `Protocol`)
                 ) -> Protocol:
-    "The protocol `protocol` (a name of the registry, or a `Protocol`) with `changes` applied."
+    "The protocol `protocol` (a name of the registry, or a `Protocol`) with `changes` applied (an `lr` given replaces a set's learned lr: `set_lr`)."
+    if 'lr' in changes and changes['lr'] is not None and 'set_lr' not in changes: changes['set_lr'] = False  # (an lr given is the lr used)
     if isinstance(protocol, Protocol): return protocol.replace(**changes)
     if not isinstance(protocol, str):
         raise InputTypeError(f"protocol must be a registered name ({', '.join(protocol_registry.names)}) or a Protocol, got {type(protocol).__name__}.")

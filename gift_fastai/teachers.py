@@ -111,7 +111,7 @@ def train_teacher(train:DistilledSet, # Real, labelled training images
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1: raise InputError(f"epochs must be an int >= 1, got {epochs!r}.")
     if isinstance(bs, bool) or not isinstance(bs, int) or bs < 1: raise InputError(f"bs must be an int >= 1, got {bs!r}.")
     if not lr > 0: raise InputError(f"lr must be positive, got {lr!r}.")
-    train.check_nonempty()
+    train.check_nonempty(); train.check_pixels("train_teacher")
     if isinstance(aug, str) and aug == 'auto': aug_used, why = teacher_aug(train)
     elif isinstance(aug, str) and aug == 'standard': aug_used, why = list(TEACHER_AUG), 'standard: flip + translation'
     else: aug_used, why = aug, 'given'
@@ -349,7 +349,7 @@ def check_teacher(teacher, # A teacher (`nn.Module`, ideally with `teacher_meta`
     if width != K:
         raise InputError(f"class counts differ: the data has {K} classes but the teacher predicts {width}. Check the teacher "
                          f"against data with its own classes{f' ({tclasses[:10]})' if tclasses else ''}.")
-    pred = _logits(teacher, data.images, mean, std, bs, device).argmax(1)
+    pred = _logits(teacher, data.check_pixels("check_teacher").images, mean, std, bs, device).argmax(1)
     y = data.labels
     conf = torch.bincount(y * K + pred, minlength=K * K).view(K, K)
     n = len(y); acc = float(conf.diag().sum()) / n
@@ -396,6 +396,7 @@ def store_soft_labels(dset:DistilledSet, # The images to label (a distilled set)
     "`dset` with the teacher's logits on its (unaugmented) images stored as its soft labels: what DATM's learned labels start from, for protocols that train on stored labels."
     if not isinstance(dset, DistilledSet): raise InputTypeError(f"dset must be a DistilledSet, got {type(dset).__name__}.")
     if not isinstance(teacher, nn.Module): raise InputTypeError(f"teacher must be an nn.Module, got {type(teacher).__name__}.")
+    dset.check_pixels("store_soft_labels (the teacher reads pixels)")
     mean, std = teacher_stats(teacher) or dset.stats
     device = torch.device(device) if device is not None else default_device()
     soft = _logits(teacher, dset.images, mean, std, check_int(bs, 'bs'), device).float().cpu()

@@ -379,3 +379,47 @@ def test_gift_eval_reads_an_sre2l_family_folder(files, tmp_path, capsys):
     assert cfg['n_train'] == len(dset) and cfg['classes'] == dset.classes   # class names from the teacher, in its order
     assert gift_eval(argv + ['--format', 'rded', '--out', str(tmp_path / 'b')]) == 2
     assert 'from_sre2l_folder' in capsys.readouterr().err
+
+
+def _datm_folder(files, tmp_path):
+    "DATM's save folder in its exact layout (class-major float32 images whitened by a ZCA fitted on real images, float32 logits, a 0-dim lr) and that real set."
+    from conftest import blobs
+    from gift_fastai.data import ZCAWhiten
+    dset, real = DistilledSet.load(files['data']), blobs(20, seed=2)
+    zca = ZCAWhiten.fit(real)
+    order = torch.argsort(dset.labels, stable=True)
+    d = tmp_path / 'logged_files' / 'blobs' / '5' / 'ConvNet' / 'run' / 'Normal'; d.mkdir(parents=True)
+    torch.save(zca.whiten(dset.images[order].float() / 255), d / 'images_best.pt')
+    torch.save(torch.randn(len(dset), dset.n_classes, generator=torch.Generator().manual_seed(0)), d / 'labels_best.pt')
+    torch.save(torch.tensor(0.03), d / 'lr_best.pt')
+    return d, real.save(tmp_path / 'real.safetensors')
+
+
+def test_gift_eval_trains_a_datm_set_as_datm_does(files, tmp_path, capsys):
+    "--data takes DATM's folder; --protocol datm trains at its learned lr on its logits and whitens the test images with a ZCA fitted on --real."
+    d, real = _datm_folder(files, tmp_path)
+    argv = ['--data', str(d), '--test', files['test'], '--protocol', 'datm', '--loss', 'softce', '--epochs', '2', '--repeats', '1']
+    assert gift_eval(argv + ['--real', str(real), '--out', str(tmp_path / 'a')]) == 0, capsys.readouterr().err
+    rows = list(csv.DictReader(open(tmp_path / 'a' / 'results.csv')))
+    assert len(rows) == 1 and rows[0]['protocol'] == 'datm' and rows[0]['opt'] == 'sgd' and abs(float(rows[0]['lr']) - 0.03) < 1e-6
+    s = json.loads(rows[0]['settings'])
+    assert s['protocol']['norm'] == 'zca' and s['protocol']['set_lr'] and 'zca' in s and rows[0]['teacher'] == 'stored'
+    cfg = json.loads((tmp_path / 'a' / 'results.json').read_text())['config']
+    assert cfg['classes'] == ['n', 'e', 's', 'w'] and cfg['n_train'] == 20   # numbered classes named by the test set (no teacher)
+    assert gift_eval(argv + ['--out', str(tmp_path / 'b')]) == 2
+    assert 'give them with --real' in capsys.readouterr().err
+    assert gift_eval(base(files, tmp_path / 'c', '--real', str(real), '--epochs', '1', '--repeats', '1')) == 2
+    assert 'drop --real' in capsys.readouterr().err
+
+
+def test_gift_ablate_runs_datm_beside_another_protocol(files, tmp_path, capsys):
+    "--protocol datm is an axis of a grid like any other: the whitening is fitted once on --real and given to its cells only."
+    from gift_fastai.cli import gift_ablate
+    d, real = _datm_folder(files, tmp_path)
+    argv = ['--data', f'datm={d}', '--test', files['test'], '--teacher', files['teacher'], '--loss', 'softce', '--epochs', '1',
+            '--repeats', '1', '--no-teacher-check']
+    assert gift_ablate(argv + ['--protocol', 'datm', '--real', str(real), '--out', str(tmp_path / 'a')]) == 0, capsys.readouterr().err
+    rows = list(csv.DictReader(open(tmp_path / 'a' / 'results.csv')))
+    assert [r['protocol'] for r in rows] == ['datm'] and 'zca' in json.loads(rows[0]['settings'])
+    assert gift_ablate(argv + ['--protocol', 'datm', '--out', str(tmp_path / 'b')]) == 2
+    assert 'give them with --real' in capsys.readouterr().err
