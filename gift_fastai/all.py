@@ -8,7 +8,7 @@ Docs: https://gift-fastai.github.io/gift-fastai/all.html.md"""
 __all__ = []
 
 # %% ../nbs/99_all.ipynb #8c5908e8
-from . import core, protocols, losses, augment, models, data, callbacks, checkpoint, learner, engine, teachers, distill, datasets, distributed, assets, experiments, continual, replay
+from . import core, protocols, losses, augment, models, data, callbacks, checkpoint, learner, engine, teachers, distill, datasets, distributed, assets, experiments, continual, replay, files, imagenet
 from .core import *
 from .protocols import *
 from .losses import *
@@ -27,4 +27,6 @@ from .assets import *
 from .experiments import *
 from .continual import *
 from .replay import *
-__all__ = [n for m in (core, protocols, losses, augment, models, data, callbacks, checkpoint, learner, engine, teachers, distill, datasets, distributed, assets, experiments, continual, replay) for n in m.__all__]  # a star import of this module re-exports every module's names
+from .files import *
+from .imagenet import *
+__all__ = [n for m in (core, protocols, losses, augment, models, data, callbacks, checkpoint, learner, engine, teachers, distill, datasets, distributed, assets, experiments, continual, replay, files, imagenet) for n in m.__all__]  # a star import of this module re-exports every module's names

@@ -14,7 +14,8 @@ from pathlib import Path
 import torch
 import re
 from .core import InputError, Registry, check_choice, teacher_stats
-from .data import DistilledSet, ZCAWhiten, from_rded_folder, from_sre2l_folder, from_gift_pt, from_datm, from_ddranking
+from .data import ImageSet, DistilledSet, ZCAWhiten, from_gift_pt, from_datm, from_ddranking
+from .files import ImageFiles, place
 
 # %% ../nbs/17_assets.ipynb #4326782c
 ASSETS = dict(data='fmnist_rded_ipc10.safetensors', teacher='fmnist_convnet3_teacher.safetensors',
@@ -45,13 +46,20 @@ def _mode(channels): return 'L' if channels == 1 else 'RGB'
                           source="`DistilledSet.save` (this library)")
 def _set_file(path, classes=None, channels=None): return DistilledSet.load(path)
 
+# image folders are listed as `ImageFiles`; `load_set` then decodes them into memory when they fit the budget (`place`)
+def _folder(path, classes, channels, layout): return ImageFiles.from_folder(path, classes=classes, layout=layout, channels=channels or 3)
+
 @format_registry.register('rded', "RDED (and GIFT) folders: `{c:05d}/class{c:05d}_id{k:05d}.jpg`, class = folder number",
                           source="RDED synthesize/main.py:61-69 (formats.md §3)")
-def _rded(path, classes=None, channels=None): return from_rded_folder(path, classes=classes, mode=_mode(channels))
+def _rded(path, classes=None, channels=None): return _folder(path, classes, channels, 'numbered')
 
 @format_registry.register('sre2l', "SRe2L, CDA, G-VBSM, EDC folders: `new{c:03d}/class{c:03d}_id{k:03d}.jpg|png`, class = number after new",
                           source="SRe2L recover/data_synthesis.py:118-136; CDA; G-VBSM; EDC recover.py (formats.md §3)")
-def _sre2l(path, classes=None, channels=None): return from_sre2l_folder(path, classes=classes, mode=_mode(channels))
+def _sre2l(path, classes=None, channels=None): return _folder(path, classes, channels, 'sre2l')
+
+@format_registry.register('folder', "Class-name folders (torchvision `ImageFolder`, e.g. ImageNet's WNID folders): class order = the teacher's, else sorted",
+                          source="torchvision datasets/folder.py (formats.md §2)")
+def _names(path, classes=None, channels=None): return _folder(path, classes, channels, 'names')
 
 @format_registry.register('gift-pt', "GIFT's `data.pt`: a dict of 'data' (float N×C×H×W in [0,1]) and 'label' (hard, or 2-D soft as DATM)",
                           source="GIFT utils (formats.md §7)")
@@ -87,8 +95,8 @@ def detect_format(path) -> str:
     if names and all(re.fullmatch(r'epoch_\d+', n) for n in names):
         raise InputError(f"{p} holds stored soft labels (epoch_0/batch_0.tar, ...), not images: give it as the labels (--labels, "
                          f"FKDLabels(path)) with --protocol sre2l-fkd, and the images it labels as the set.")
-    raise InputError(f"{p}: class folders {sorted(names)[:3]}... are neither RDED's (00000, 00001, ...) nor SRe2L's (new000, "
-                     f"new001, ...); for class-name folders use from_class_folders(path, classes=[...]) in the teacher's order.")
+    if names: return 'folder'
+    raise InputError(f"{p}: no class folders and no set file; a flat folder of images needs its labels file (--test-labels).")
 
 def load_set(spec, what:str='--data',
              classes=None, # Names for the class numbers of an RDED folder or a `data.pt` (which store none), e.g. the teacher's
@@ -96,13 +104,15 @@ def load_set(spec, what:str='--data',
              split:str='test', # The split a dataset name stands for ('train' for a GDumb stream or a teacher's training set)
              real:bool|None=None, # Whether a dataset name is allowed (default: for every option but a distilled --data)
              download:bool=False, # Let a dataset name download its files when they are not found (--download)
-             format:str|None=None # A name of `format_registry`; None: `detect_format`
-            ) -> DistilledSet:
-    "A `DistilledSet` from a file or folder in any format of `format_registry` (detected), or a dataset's `split`: `NAME` or `NAME:PATH`."
+             format:str|None=None, # A name of `format_registry`; None: `detect_format`
+             data_path:str='auto', # Image folders: 'auto' (in memory when they fit `budget`), 'memory' or 'disk' (`DATA_PATHS`)
+             budget:float|None=None # The memory budget in GiB (default `DEFAULT_BUDGET_GIB`)
+            ) -> ImageSet:
+    "A set from a file or folder in any format of `format_registry` (detected), or a dataset's `split`: `NAME` or `NAME:PATH`; image folders in memory or on disk."
     p = Path(str(spec))
     if p.exists() or format is not None:
         fmt = check_choice(format, format_registry.names, 'format') if format is not None else detect_format(p)
-        return format_registry.create(fmt, path=p, classes=classes, channels=channels)
+        return place(format_registry.create(fmt, path=p, classes=classes, channels=channels), data_path, budget)
     from gift_fastai import datasets
     named = what != '--data' if real is None else real  # may a dataset name stand here?
     ds = datasets.dataset_spec(spec) if named else None
@@ -142,20 +152,35 @@ def load_inputs(data=None, test=None, teacher=None, # Paths (or a dataset name f
                 ipc=None, arch=None, device=None, # Also cut the set to `ipc`, check that `arch` builds and `device` works
                 arch_kwargs:dict|None=None, # The student's arguments (e.g. `fit='pad'`), for the check that it builds
                 download:bool=False, # Let a dataset name for `test` download its files (--download)
-                format:str|None=None # The format of `data` (a name of `format_registry`); None: detected
+                format:str|None=None, # The format of `data` (a name of `format_registry`); None: detected
+                test_labels=None, # The labels file of a flat test folder (ImageNet's ILSVRC validation folder, see `imagenet_val`)
+                subset:str|None=None, # An ImageNet subset (`list_subsets`): the teacher restricted to its classes, the test images cut to them
+                teacher_arch:str|None=None, # The teacher is a torchvision weight file of this architecture (`load_torchvision_teacher`)
+                data_path:str='auto', budget:float|None=None # The distilled set in memory or on disk (see `load_set`); the test set: 'auto'
                ) -> tuple: # (set, test set, teacher, teacher path)
     "Load and check a command's distilled set, real test set and teacher: one class list, the teacher's stats on the set."
     from gift_fastai.teachers import load_teacher, check_teacher_meta
     from gift_fastai.models import create_student
+    from gift_fastai.imagenet import load_torchvision_teacher, SubsetTeacher, imagenet_val, subset_wnids
+    if subset is not None: subset_wnids(subset)  # (an unknown name fails first, with the list)
     if teacher is False: t, tpath, hint = None, None, {}  # (a protocol on stored labels: no teacher at all)
     else:
         tpath = Path(teacher) if teacher is not None else asset_path('teacher')
-        t = load_teacher(tpath)  # checked below, once the data is read: RDED folders and data.pt number their classes,
-        hint = dict(classes=t.teacher_meta['classes'], channels=t.teacher_meta['shape'][0])  # and those are the teacher's
-    tst = load_set(test if test is not None else asset_path('test'), '--test', download=download, **hint)
-    if t is None: hint = dict(classes=tst.classes, channels=tst.shape[0])  # (no teacher: numbered classes are the test set's)
-    dset = load_set(data if data is not None else asset_path('data'), '--data', format=format if data is not None else None, **hint)
+        t = load_torchvision_teacher(tpath, teacher_arch) if teacher_arch is not None else load_teacher(tpath)
+        if subset is not None and t.teacher_meta['classes'] != subset_wnids(subset): t = SubsetTeacher(t, subset)
+        # checked below, once the data is read: RDED folders and data.pt number their classes, and those are the teacher's
+        hint = dict(classes=t.teacher_meta['classes'], channels=t.teacher_meta['shape'][0])
+    tspec = test if test is not None else asset_path('test')
+    if test_labels is not None or (subset is not None and Path(str(tspec)).is_dir()):  # ImageNet's validation images
+        tst = imagenet_val(tspec, labels=test_labels, subset=subset, classes=hint.get('classes') if subset is None else None)
+        tst = place(tst, 'auto', budget)
+    else: tst = load_set(tspec, '--test', download=download, budget=budget, **hint)  # (photos of varying sizes stay on disk: see `place`)
+    if t is None: hint = dict(classes=tst.classes, channels=tst.shape[0] if tst.shape is not None else tst.channels)  # (no teacher: numbered classes are the test set's)
+    dset = load_set(data if data is not None else asset_path('data'), '--data', format=format if data is not None else None,
+                    data_path=data_path, budget=budget, **hint)
     if ipc is not None: dset = first_per_class(dset, ipc)
+    if teacher_arch is not None:  # a torchvision network takes any image size: it is used at the set's (RDED's conv students: 128 px)
+        (t.teacher if isinstance(t, SubsetTeacher) else t).teacher_meta['shape'] = t.teacher_meta['shape'] = [3, *dset.shape[1:]]
     if t is not None: check_teacher_meta(t, classes=dset.classes, shape=dset.shape)
     check_same_classes(tst, dset, '--test', shape=False)
     if t is not None and dset.space == 'pixels' and dset.mean is None and teacher_stats(t) is not None: dset.mean, dset.std = teacher_stats(t)

@@ -24,8 +24,8 @@ from .losses import get_loss, refine_soft_labels, SoftLabelLoss, WeightedSum, GI
 # %% ../nbs/06_callbacks.ipynb #df40d816
 def input_shape(dls) -> tuple|None:
     "The shape (C, H, W) of one input of `dls` when it is known without drawing a batch (`distilled_dls`), else None."
-    dset = getattr(getattr(getattr(dls, 'train', None), 'dataset', None), 'dset', None)
-    return tuple(dset.shape) if dset is not None and hasattr(dset, 'shape') else None
+    s = getattr(getattr(dls, 'train', None), 'image_set', None)  # (the set of a `distilled_dls` loader: in memory or on disk)
+    return tuple(s.shape) if s is not None and getattr(s, 'shape', None) is not None else None
 
 def _built_for(model:nn.Module) -> str|None:
     "What input `model` was built for, when it can be read off it."

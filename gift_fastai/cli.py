@@ -38,7 +38,9 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 def add_input_args(p:argparse.ArgumentParser, one_set:bool=True, # Also --data and --ipc (gift-ablate has them as axes)
                    labels:bool=False, # Also --labels (stored labels replayed: gift-eval)
-                   real:bool=False # Also --real (the real training images a ZCA whitening is fitted on: gift-eval, gift-ablate)
+                   real:bool=False, # Also --real (the real training images a ZCA whitening is fitted on: gift-eval, gift-ablate)
+                   imagenet:bool=False, # Also --test-labels, --subset, --teacher-arch (ImageNet's layouts and teachers: gift-eval)
+                   disk:bool=False # Also --data-path, --memory-budget, --workers, --device-aug (sets on disk: gift-eval, gift-ablate)
                   ) -> argparse.ArgumentParser:
     "Add the inputs: --teacher and --test (the embedded ones by default), and --data and --ipc for a command on one set."
     if one_set:
@@ -56,6 +58,24 @@ def add_input_args(p:argparse.ArgumentParser, one_set:bool=True, # Also --data a
                    "training (the check refuses a class permutation or a chance-level teacher)")
     p.add_argument('--test', default=None, help="real test set: a set file, or a dataset of get_dataset, NAME or NAME:PATH (PATH: "
                    "where its files are; its test split) (default: the embedded test images)")
+    if imagenet:
+        p.add_argument('--test-labels', default=None, help="the labels file of a flat --test folder (ImageNet's ILSVRC validation "
+                       "folder): the devkit's ground truth with its meta.mat beside it, WNIDs or 'file label' lines, or Kaggle's CSV")
+        p.add_argument('--subset', default=None, help="an ImageNet subset (imagenette, imagewoof, ..., see list_subsets): the teacher "
+                       "restricted to its classes, the test images cut to them, labelled in the subset's order")
+        p.add_argument('--teacher-arch', default=None, help="--teacher is a torchvision weight file (.pth) of this architecture "
+                       "(resnet18, mobilenet_v2, efficientnet_b0, shufflenet_v2_x0_5, ...), with ImageNet-1K's classes and statistics")
+    if disk:
+        from gift_fastai.files import DATA_PATHS, DEFAULT_BUDGET_GIB
+        p.add_argument('--data-path', default='auto', choices=list(DATA_PATHS), help="image folders: auto (in memory when the "
+                       "decoded set fits --memory-budget and its files share one size, else read from disk at every epoch), memory "
+                       "or disk")
+        p.add_argument('--memory-budget', type=float, default=DEFAULT_BUDGET_GIB, help="GiB a set decoded into memory (and kept "
+                       "on the training device) may take")
+        p.add_argument('--workers', type=int, default=None, help="processes decoding the files of a set on disk (default: up "
+                       "to 8 CPU cores)")
+        p.add_argument('--device-aug', action='store_true', help="a set on disk is cropped and flipped on the device, batch by "
+                       "batch, as a set in memory (default: each file as it is decoded, on the CPU, with albumentations)")
     if real:
         p.add_argument('--real', default=None, help="real training images the ZCA whitening of --protocol datm (or of DATM's whitened "
                        "images) is fitted on: a set file, or a dataset NAME or NAME:PATH (its train split) (default: the train split of "
@@ -246,7 +266,8 @@ def _inputs_line(prog:str, dset, test, teacher, out) -> str:
     meta = getattr(teacher, 'teacher_meta', {}) or {}
     acc = f" (accuracy {100 * meta['valid_acc']:.1f}%)" if meta.get('valid_acc') is not None else ''
     who = 'none (stored labels)' if teacher is None else f"{meta.get('arch', type(teacher).__name__)}{acc}"
-    return f"[bold]{prog}[/bold]: {len(dset)} images ({dset.n_classes} classes), test {len(test)}, teacher {who} -> {out}/"
+    disk = lambda s: ', on disk' if getattr(s, 'files', None) is not None else ''  # (`ImageFiles`: read at every epoch)
+    return f"[bold]{prog}[/bold]: {len(dset)} images ({dset.n_classes} classes{disk(dset)}), test {len(test)}{disk(test)}, teacher {who} -> {out}/"
 
 def _acc_line(run, row) -> str:
     "The line `gift-eval` and `gift-continual` print when a run finishes."
@@ -260,7 +281,7 @@ def eval_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='gift-eval', description="Train students on a distilled set with soft-label losses "
         "(the teacher relabels every augmented batch) and report test accuracy. With no arguments: the embedded "
         "Fashion-MNIST RDED set (IPC 10), GIFT vs KL.", formatter_class=HelpFormatter)
-    add_input_args(p, labels=True, real=True)
+    add_input_args(p, labels=True, real=True, imagenet=True, disk=True)
     p.add_argument('--out', default=None, help="output folder (default: a new gift-eval-<time> folder here); re-running into it skips finished runs")
     return add_resume_args(add_speed_args(add_protocol_args(p)))
 
@@ -283,7 +304,10 @@ def _gift_eval(args) -> int:
         raise InputError(f"--labels are replayed by a protocol that trains on stored labels (sre2l-fkd); --protocol {proto.name} relabels "
                          f"every batch with the teacher: choose --protocol sre2l-fkd, or drop --labels.")
     dset, test, teacher, tpath = load_inputs(args.data, args.test, False if stored else args.teacher, ipc=args.ipc, arch=args.arch,
-                                             device=args.device, arch_kwargs=settings.get('arch_kwargs'), download=args.download, format=args.format)
+                                             device=args.device, arch_kwargs=settings.get('arch_kwargs'), download=args.download, format=args.format,
+                                             test_labels=args.test_labels, subset=args.subset, teacher_arch=args.teacher_arch,
+                                             data_path=args.data_path, budget=args.memory_budget)
+    settings.update(workers=args.workers, item_aug=False if args.device_aug else None)
     if proto.norm == 'zca' or dset.space == 'zca': settings['zca'] = load_zca(args.real, dset, args.test, args.download)
     elif args.real is not None:
         raise InputError(f"--real fits a ZCA whitening, but --protocol {proto.name} normalises with {proto.norm!r} statistics and the set is "
@@ -334,7 +358,7 @@ def ablate_parser() -> argparse.ArgumentParser:
     for ax in AXES:
         if ax != 'protocol': a(f'--{ax}', default=None, help=f"comma list of {_AXIS_HELP[ax]}")  # (--protocol: with the protocol's settings below)
     a('--preset', default=None, choices=list(PRESETS), help="one of the paper's studies; axes given too replace or extend it")
-    add_input_args(p, one_set=False, real=True)
+    add_input_args(p, one_set=False, real=True, disk=True)
     add_protocol_args(p, "epochs per run (default: each protocol's: gift 1000, rded 300, ...)", "runs per cell, seeds seed..seed+repeats-1", one_cell=False)
     a('--metric', default='final', choices=['final', 'best'], help="what the table and plots show (best: test-set selection)")
     a('--out', default='gift-ablate', help="output folder; re-running with the same folder skips finished runs")
@@ -369,7 +393,9 @@ def _gift_ablate(args) -> int:
     line = lambda run, row: _acc_line(run, row).replace(f"  {row['loss']} ", f"  {cell_label(row, axes)} ", 1)
     with RichReport(console, f"runs ({len(cells)} cells × {args.repeats} repeats)", line) as report:
         rows = run_grid(cells, store, epochs=settings.pop('epochs', None), repeats=args.repeats, seed=args.seed, teacher=args.teacher,
-                        test=args.test, device=args.device, report=report, download=args.download, real=args.real, **settings)
+                        test=args.test, device=args.device, report=report, download=args.download, real=args.real,
+                        data_path=args.data_path, budget=args.memory_budget, workers=args.workers,
+                        item_aug=False if args.device_aug else None, **settings)
     if not is_main(): return 0
     out, summary = store.folder, summarise_grid(rows)
     _atomic_write(out / 'summary.csv', lambda tmp: summary.to_csv(tmp, index=False))

@@ -165,6 +165,9 @@ def _subset(dset:DistilledSet, idx, stats) -> DistilledSet:
     return out
 
 def _check_set(s, what:str, like:DistilledSet|None=None):
+    if getattr(s, 'files', None) is not None:
+        raise InputError(f"{what} is read from disk (ImageFiles): the continual loop holds its memories in memory; decode it with "
+                         f".load() (on the command line: --data-path memory).")
     if not isinstance(s, DistilledSet): raise InputTypeError(f"{what} must be a DistilledSet, got {type(s).__name__}.")
     if like is not None and (s.classes != like.classes or s.shape != like.shape):
         raise InputError(f"{what} has classes {s.classes[:3]}... and images {s.shape} but the distilled set {like.classes[:3]}... "

@@ -6,9 +6,10 @@ Docs: https://gift-fastai.github.io/gift-fastai/data.html.md"""
 
 # %% auto #0
 __all__ = ['SPACES', 'IMAGE_EXTS', 'TensorSoftLabel', 'SoftLabelSummary', 'SoftLabelTfm', 'SoftLabelBlock', 'soft_getter',
-           'AlbumentationsTfm', 'DistilledSet', 'write_tagged', 'read_tagged', 'from_rded_folder', 'from_sre2l_folder',
-           'from_class_folders', 'from_gift_pt', 'export_folders', 'ZCAWhiten', 'class_major_labels', 'from_tensors',
-           'from_ddranking', 'from_datm', 'paper_bs', 'DistilledDL', 'show_soft_results', 'distilled_dls']
+           'AlbumentationsTfm', 'ImageSet', 'DistilledSet', 'write_tagged', 'read_tagged', 'from_rded_folder',
+           'from_sre2l_folder', 'from_class_folders', 'from_gift_pt', 'export_folders', 'ZCAWhiten',
+           'class_major_labels', 'from_tensors', 'from_ddranking', 'from_datm', 'paper_bs', 'DistilledDL',
+           'show_soft_results', 'distilled_dls']
 
 # %% ../nbs/05_data.ipynb #ce60bedd
 import json, math, os, re, shutil, tempfile, warnings
@@ -107,7 +108,56 @@ SPACES = {'pixels': "uint8 values 0-255: what image files hold (every importer b
           'normalised': "float (x/255 − mean)/std, with the set's `mean` and `std` when known: DD-Ranking's inputs, DATM's without ZCA",
           'zca': "float, ZCA-whitened pixels in [0,1] (`ZCAWhiten`): DATM's learned images"}
 
-class DistilledSet:
+class ImageSet:
+    "What every labelled image set has, wherever its images are: labels, class names, stored soft labels, stats, meta, space. `DistilledSet` holds the images in memory; `ImageFiles` (`gift_fastai.files`) reads them from disk."
+    n_classes = property(lambda self: len(self.classes), doc="Number of classes C (`len(classes)`).")
+    def __len__(self): return len(self.labels)
+
+    @property
+    def class_counts(self) -> torch.Tensor:
+        "Number of images of each class [C]."
+        return torch.bincount(self.labels, minlength=self.n_classes)
+
+    def check_pixels(self, what:str):
+        "Raise unless the images are pixels: `what` (a teacher's relabelling, an export...) reads them as 0-255 values."
+        if self.space != 'pixels':
+            raise InputError(f"{what} needs images as pixels (uint8 0-255), but this set's are {self.space} floats ({SPACES[self.space]}): "
+                             f"use a set of pixels (e.g. the images before they were {'whitened' if self.space == 'zca' else 'normalised'}).")
+        return self
+
+    def check_nonempty(self):
+        "Raise if a class has no image (a distilled set needs every class)."
+        empty = [i for i, c in enumerate(self.class_counts.tolist()) if c == 0]
+        if empty:
+            raise InputError(f"{len(empty)} class(es) have no image: {', '.join(f'{i} ({self.classes[i]!r})' for i in empty[:5])}"
+                             f"{'...' if len(empty) > 5 else ''}. Every class needs at least one image; check the class list.")
+        return self
+
+    @staticmethod
+    def _checked_labels(labels, soft, classes, N:int) -> tuple:
+        "(labels, soft, classes) checked for `N` images: int64 labels [N] in range, soft labels [N, C] finite, unique class names."
+        labels = _as_tensor(labels, 'labels')
+        if labels.ndim != 1 or len(labels) != N:
+            raise InputError(f"labels must be [N] with N = {N} images, got shape {tuple(labels.shape)}.")
+        n = len(classes) if classes is not None else (soft.shape[1] if soft is not None else int(labels.max()) + 1 if len(labels) else 0)
+        labels = check_labels(labels, n, 'labels')
+        if soft is not None:
+            soft = _as_tensor(soft, 'soft labels')
+            check_tensor(soft, 'soft labels', ndim=2, floating=True)
+            if soft.shape != (N, n):
+                raise InputError(f"soft labels have shape {tuple(soft.shape)} but the set needs ({N}, {n}): "
+                                 f"one row per image and one column per class (teacher and set must share the class list).")
+            check_finite(soft, 'soft labels', 'Recompute them with the teacher.')
+            soft = soft.float()
+        classes = [str(c) for c in classes] if classes is not None else [str(i) for i in range(n)]
+        if len(set(classes)) != len(classes): raise InputError("class names must be unique.")
+        return labels, soft, classes
+
+    def _per_class(self) -> str:
+        counts = self.class_counts
+        return f"{int(counts.min())}-{int(counts.max())}" if len(counts) and counts.min() != counts.max() else f"{int(counts[0]) if len(counts) else 0}"
+
+class DistilledSet(ImageSet):
     "An in-memory image set (distilled or real): images (uint8 pixels, or floats already normalised or whitened), int64 labels, optional stored soft labels, class names, stats, meta."
     def __init__(self, images, # uint8 [N,C,H,W] (0-255); float for the 'normalised' and 'zca' spaces
                  labels, # int64 [N] class indices
@@ -129,21 +179,7 @@ class DistilledSet:
                 raise InputTypeError(f"images in the {space!r} space are floats, got {images.dtype}: uint8 pixels are space='pixels' (the default).")
             images = check_finite(images, 'images', 'Recompute or re-export them.').float()
         if images.shape[1] not in (1, 3): raise InputError(f"images must have 1 or 3 channels, got {images.shape[1]} (is the layout [N,H,W,C]? permute to [N,C,H,W]).")
-        labels = _as_tensor(labels, 'labels')
-        if labels.ndim != 1 or len(labels) != len(images):
-            raise InputError(f"labels must be [N] with N = {len(images)} images, got shape {tuple(labels.shape)}.")
-        n = len(classes) if classes is not None else (soft.shape[1] if soft is not None else int(labels.max()) + 1 if len(labels) else 0)
-        labels = check_labels(labels, n, 'labels')
-        if soft is not None:
-            soft = _as_tensor(soft, 'soft labels')
-            check_tensor(soft, 'soft labels', ndim=2, floating=True)
-            if soft.shape != (len(images), n):
-                raise InputError(f"soft labels have shape {tuple(soft.shape)} but the set needs ({len(images)}, {n}): "
-                                 f"one row per image and one column per class (teacher and set must share the class list).")
-            check_finite(soft, 'soft labels', 'Recompute them with the teacher.')
-            soft = soft.float()
-        classes = [str(c) for c in classes] if classes is not None else [str(i) for i in range(n)]
-        if len(set(classes)) != len(classes): raise InputError("class names must be unique.")
+        labels, soft, classes = self._checked_labels(labels, soft, classes, len(images))
         C = images.shape[1]
         self.images, self.labels, self.soft, self.classes, self.space = images.contiguous(), labels, soft, classes, space
         self.mean, self.std, self.meta = _stats(mean, 'mean', C), _stats(std, 'std', C), dict(meta or {})
@@ -160,14 +196,7 @@ class DistilledSet:
                              f"(already normalised? undo it: x*std + mean).")
         return cls((images.clamp(0, 1) * 255).round().to(torch.uint8), labels, **kwargs)
 
-    n_classes = property(lambda self: len(self.classes), doc="Number of classes C (`len(classes)`).")
     shape = property(lambda self: tuple(self.images.shape[1:]), doc="Shape of one image: (channels, height, width).")
-    def __len__(self): return len(self.images)
-
-    @property
-    def class_counts(self) -> torch.Tensor:
-        "Number of images of each class [C]."
-        return torch.bincount(self.labels, minlength=self.n_classes)
 
     @property
     def stats(self):
@@ -184,25 +213,8 @@ class DistilledSet:
         return DistilledSet(self.images[idx], self.labels[idx], None if self.soft is None else self.soft[idx],
                             self.classes, self.mean, self.std, self.meta, self.space)
 
-    def check_pixels(self, what:str):
-        "Raise unless the images are pixels: `what` (a teacher's relabelling, an export...) reads them as 0-255 values."
-        if self.space != 'pixels':
-            raise InputError(f"{what} needs images as pixels (uint8 0-255), but this set's are {self.space} floats ({SPACES[self.space]}): "
-                             f"use a set of pixels (e.g. the images before they were {'whitened' if self.space == 'zca' else 'normalised'}).")
-        return self
-
-    def check_nonempty(self):
-        "Raise if a class has no image (a distilled set needs every class)."
-        empty = [i for i, c in enumerate(self.class_counts.tolist()) if c == 0]
-        if empty:
-            raise InputError(f"{len(empty)} class(es) have no image: {', '.join(f'{i} ({self.classes[i]!r})' for i in empty[:5])}"
-                             f"{'...' if len(empty) > 5 else ''}. Every class needs at least one image; check the class list.")
-        return self
-
     def __repr__(self):
-        counts = self.class_counts
-        per = f"{int(counts.min())}-{int(counts.max())}" if len(counts) and counts.min() != counts.max() else f"{int(counts[0]) if len(counts) else 0}"
-        return (f"DistilledSet({len(self)} images {'x'.join(map(str, self.shape))}, {self.n_classes} classes, {per} per class"
+        return (f"DistilledSet({len(self)} images {'x'.join(map(str, self.shape))}, {self.n_classes} classes, {self._per_class()} per class"
                 f"{', ' + self.space if self.space != 'pixels' else ''}{', soft labels' if self.soft is not None else ''}"
                 f"{', meta=' + str(self.meta) if self.meta else ''})")
 
@@ -289,14 +301,24 @@ def _read_image(f:Path, mode:str, size):
                          f"remove or replace it.") from None
     return _image_array(im, mode, size)
 
+def _walk_images(d:Path) -> list:
+    "The image files under `d` in torchvision `ImageFolder`'s order: sorted `os.walk` roots, sorted names (sub-folders included, as Tiny-ImageNet's `images/`)."
+    return [Path(r) / f for r, _, fs in sorted(os.walk(d, followlinks=True)) for f in sorted(fs) if Path(f).suffix.lower() in IMAGE_EXTS]
+
+def _class_files(dirs:list, classes:list) -> tuple:
+    "(files, labels): the images of `dirs[i]` as class i; a class without an image is refused."
+    files, labels = [], []
+    for i, d in enumerate(dirs):
+        fs = _walk_images(Path(d))
+        if not fs: raise InputError(f"class {i} ({classes[i]!r}) has no image in {d}: every class needs at least one.")
+        files += fs; labels += [i] * len(fs)
+    return files, labels
+
 def _load_class_dirs(dirs:list, classes:list, mode:str, img_size, **kwargs) -> DistilledSet:
     "Read the images of `dirs[i]` as class i."
     size = None if img_size is None else ((img_size, img_size) if isinstance(img_size, int) else tuple(img_size))
-    imgs, labels = [], []
-    for i, d in enumerate(dirs):
-        files = sorted(f for f in Path(d).iterdir() if f.suffix.lower() in IMAGE_EXTS)
-        if not files: raise InputError(f"class {i} ({classes[i]!r}) has no image in {d}: every class needs at least one.")
-        for f in files: imgs.append(_read_image(f, mode, size)); labels.append(i)
+    files, labels = _class_files(dirs, classes)
+    imgs = [_read_image(f, mode, size) for f in files]
     shapes = {a.shape for a in imgs}
     if len(shapes) > 1:
         raise InputError(f"images have different sizes {sorted(shapes)[:3]}...: pass img_size=... to resize them all.")
@@ -636,7 +658,24 @@ class _Triplets:
         if len(ys) > 1: dec.append(SoftLabelSummary(_top_classes(ys[1], self.classes, soft='logits' if self.dset.soft is not None else 'probs')))
         return (x, *dec)
 
-class DistilledDL(TfmdDL):
+class _ShowMixin:
+    "`show_batch` and `show_results` of a loader of (image, class, soft label) batches: one-channel images in grey, results with their soft labels."
+    def _grey(self, kwargs:dict) -> dict:
+        "Grey images drawn in grey (matplotlib's default colour map would be viridis), unless a `cmap` is given."
+        s = self.image_set
+        if s is not None and (s.shape[0] if s.shape is not None else s.channels) == 1: kwargs.setdefault('cmap', 'gray')
+        return kwargs
+    def show_batch(self, b=None, max_n:int=9, ctxs=None, show:bool=True, unique:bool=False, **kwargs):
+        "fastai's `show_batch`; one-channel images in grey."
+        return super().show_batch(b, max_n, ctxs, show, unique, **self._grey(kwargs))
+    def show_results(self, b, out, max_n:int=9, ctxs=None, show:bool=True, **kwargs):
+        "fastai's `show_results`, drawn by `show_soft_results` (one-channel images in grey)."
+        res = super().show_results(b, out, max_n, ctxs, show=False)
+        if not show: return res
+        draw = show_soft_results if res[2] is not None and self.labelled else show_results
+        return draw(*res, ctxs=ctxs, max_n=max_n, **self._grey(kwargs))
+
+class DistilledDL(_ShowMixin, TfmdDL):
     "A `TfmdDL` over a `DistilledSet` kept on the device: a batch is a gather by index, then fastai's batch transforms."
     def __init__(self, dataset:_Triplets, bs:int=64, shuffle:bool=False, device=None, seed:int|None=None, num_workers:int=0, **kwargs):
         if num_workers: raise InputError(f"num_workers={num_workers}: a DistilledDL gathers its batches from tensors already on the "
@@ -652,19 +691,8 @@ class DistilledDL(TfmdDL):
         if self.device is not None: self._x, self._y, self._t = (o.to(self.device) for o in (self._x, self._y, self._t))
         return self
 
-    def _grey(self, kwargs:dict) -> dict:
-        "Grey images drawn in grey (matplotlib's default colour map would be viridis), unless a `cmap` is given."
-        if self.dataset.dset.shape[0] == 1: kwargs.setdefault('cmap', 'gray')
-        return kwargs
-    def show_batch(self, b=None, max_n:int=9, ctxs=None, show:bool=True, unique:bool=False, **kwargs):
-        "fastai's `show_batch`; one-channel images in grey."
-        return super().show_batch(b, max_n, ctxs, show, unique, **self._grey(kwargs))
-    def show_results(self, b, out, max_n:int=9, ctxs=None, show:bool=True, **kwargs):
-        "fastai's `show_results`, drawn by `show_soft_results` (one-channel images in grey)."
-        res = super().show_results(b, out, max_n, ctxs, show=False)
-        if not show: return res
-        draw = show_soft_results if res[2] is not None and self.dataset.labelled else show_results
-        return draw(*res, ctxs=ctxs, max_n=max_n, **self._grey(kwargs))
+    image_set = property(lambda self: self.dataset.dset, doc="The set the loader reads.")
+    labelled = property(lambda self: self.dataset.labelled, doc="Whether its items carry labels (a `test_dl` of images has none).")
 
     def new(self, dataset=None, cls=None, **kwargs):
         "A loader like this one over `dataset`: a `DistilledSet` or images for `test_dl` (see `_Triplets.test_set`)."
@@ -696,8 +724,8 @@ def show_soft_results(x, y, samples, outs, ctxs=None, max_n:int=10, nrows=None, 
         c.set_title(f"{pred} / {cls}\n{soft}", color='green' if pred == cls else 'red', fontsize=8)
     return ctxs
 
-def distilled_dls(dset:DistilledSet, # The training set (distilled)
-                  valid:DistilledSet|None=None, # A labelled validation/test set (real), or None
+def distilled_dls(dset:ImageSet, # The training set (distilled): in memory (`DistilledSet`) or on disk (`ImageFiles`)
+                  valid:ImageSet|None=None, # A labelled validation/test set (real), in memory or on disk, or None
                   bs:int|None=None, # Batch size; None applies `paper_bs(len(dset))`
                   aug='gift', # Batch augmentation: a DSA strategy name or list, a fastai Transform, or None
                   device=None, # Training device (default: fastai's `default_device()`; in a launch on GPUs, this process's GPU)
@@ -708,18 +736,21 @@ def distilled_dls(dset:DistilledSet, # The training set (distilled)
                   empty_ok:bool=False, # Allow classes without an image (a class-incremental memory); default: refuse
                   test_tfms=None, # Transforms of the validation batches after Normalize (e.g. a protocol's `ResizeCrop`)
                   zca:ZCAWhiten|None=None, # Whiten instead of normalising: pixel sets are whitened, a 'zca' set already is; the test images are whitened
-                  **kwargs # Passed to `DistilledDL`
+                  item_aug=None, # Sets on disk: per-item augmentation as the files are decoded (`ItemAugment`)
+                  num_workers:int|None=None, # Sets on disk: decoding processes (default: up to 8 CPU cores)
+                  test_resize:str='pil', # Test sets on disk: the backend of their resize and centre crop ('pil' or 'albumentations')
+                  **kwargs # Passed to the loaders
                  ) -> DataLoaders:
-    "Fast fastai `DataLoaders` of `(x, y_hard, y_soft)` batches over in-memory sets kept on the device."
-    if not isinstance(dset, DistilledSet): raise InputTypeError(f"dset must be a DistilledSet, got {type(dset).__name__}.")
+    "Fast fastai `DataLoaders` of `(x, y_hard, y_soft)` batches: sets in memory gathered on the device, sets on disk decoded in worker processes."
+    if not isinstance(dset, ImageSet): raise InputTypeError(f"dset must be a DistilledSet or ImageFiles, got {type(dset).__name__}.")
     if not empty_ok: dset.check_nonempty()
     elif not len(dset): raise InputError("the training set has no image: give at least one.")
     if valid is not None:
-        if not isinstance(valid, DistilledSet): raise InputTypeError(f"valid must be a DistilledSet, got {type(valid).__name__}.")
+        if not isinstance(valid, ImageSet): raise InputTypeError(f"valid must be a DistilledSet or ImageFiles, got {type(valid).__name__}.")
         if valid.classes != dset.classes:
             raise InputError(f"valid has classes {valid.classes[:4]}... but the training set {dset.classes[:4]}...: "
                              f"both must use one class list in one order.")
-        if valid.shape != dset.shape:
+        if isinstance(valid, DistilledSet) and valid.shape != dset.shape:  # (files are resized and cropped as they are decoded)
             raise InputError(f"valid images are {valid.shape} but training images {dset.shape}: resize one to the other.")
         valid.check_pixels("the validation set (real images, brought into the training set's space by the loader)")
     to_space = _space_tfm(dset, mean, std, zca)
@@ -728,13 +759,26 @@ def distilled_dls(dset:DistilledSet, # The training set (distilled)
     tfms = [IntToFloatTensor(), to_space] if dset.space == 'pixels' else [_DecodeAs(to_space)]
     augment = _make_aug(aug, seed)
     if augment is not None: tfms.append(augment)
-    train = DistilledDL(_Triplets(dset, 0), bs=bs, shuffle=True, drop_last=drop_last, device=device, seed=seed,
-                        after_batch=tfms, **kwargs)
-    if valid is None: valid = dset[torch.zeros(0, dtype=torch.long)] if dset.space == 'pixels' else DistilledSet(
-        torch.zeros(0, *dset.shape, dtype=torch.uint8), torch.zeros(0, dtype=torch.long), classes=dset.classes)  # fastai always validates: an empty set skips it
-    vdl = DistilledDL(_Triplets(valid, 1), bs=valid_bs, shuffle=False, device=device,
-                      after_batch=[IntToFloatTensor(), to_space] + list(L(test_tfms)), **kwargs)
+    if dset.shape is None: raise InputError("the training files have different sizes: a distilled set has one; resize them to it.")
+    if num_workers and all(isinstance(s, DistilledSet) for s in (dset, valid) if s is not None):
+        raise InputError(f"num_workers={num_workers}: a set in memory is gathered from tensors already on the device, in the main process; "
+                         f"worker processes would only copy them. Leave num_workers at 0 (workers decode sets on disk: ImageFiles).")
+    files = dict(item_aug=item_aug, num_workers=num_workers, test_resize=test_resize)
+    train = _loader(dset, 0, bs=bs, shuffle=True, drop_last=drop_last, device=device, seed=seed, after_batch=tfms, **files, **kwargs)
+    if valid is None: valid = DistilledSet(torch.zeros(0, *dset.shape, dtype=torch.uint8), torch.zeros(0, dtype=torch.long),
+                                           classes=dset.classes)  # fastai always validates: an empty set skips it
+    # test images on disk are resized and centre-cropped as they are decoded (`ResizeCropItem`): that is the test transform there
+    vtfms = [IntToFloatTensor(), to_space] + (list(L(test_tfms)) if isinstance(valid, DistilledSet) else [])
+    vdl = _loader(valid, 1, bs=valid_bs, shuffle=False, device=device, after_batch=vtfms, size=dset.shape[1:],
+                  resize=True if test_tfms else None, **files, **kwargs)
     return DataLoaders(train, vdl, device=train.device)  # dls.c, dls.vocab, dls.classes: from the set
+
+def _loader(s:ImageSet, split_idx:int, item_aug=None, num_workers=None, test_resize='pil', size=None, resize=None, **kwargs):
+    "The loader of a set in memory (`DistilledDL`, on the device) or on disk (`ImageFiles.dl`, decoded in worker processes)."
+    if isinstance(s, DistilledSet):
+        if item_aug is not None: raise InputError("item_aug augments files as they are decoded; a set in memory is augmented on the device (aug=).")
+        return DistilledDL(_Triplets(s, split_idx), **kwargs)
+    return s.dl(split_idx, item_aug=item_aug, num_workers=num_workers, test_resize=test_resize, size=size, resize=resize, **kwargs)
 
 def _space_tfm(dset:DistilledSet, mean, std, zca):
     "The transform that takes [0,1] pixels into the training set's space: `Normalize` with its statistics, or the `ZCAWhiten`."

@@ -20,6 +20,9 @@ from .checkpoint import save_checkpoint, load_checkpoint
 
 # %% ../nbs/10_distill.ipynb #1a2bb1b4
 def _check_set(dset, what='train'):
+    if getattr(dset, 'files', None) is not None:
+        raise InputError(f"{what} is read from disk (ImageFiles): RDED's selection scores crops of the real images in memory; decode "
+                         f"them with .load(size) first (on the command line: a smaller real set, or --data-path memory).")
     if not isinstance(dset, DistilledSet): raise InputTypeError(f"{what} must be a DistilledSet, got {type(dset).__name__}.")
     return dset.check_pixels(f"distilling from {what}")
 

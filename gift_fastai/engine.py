@@ -21,9 +21,10 @@ from fastcore.foundation import L
 from fastai.callback.core import Callback, CancelValidException
 from fastai.torch_core import set_seed, rank_distrib, default_device
 from .core import InputError, InputTypeError, check_int, teacher_stats, versions
-from .data import DistilledSet, ZCAWhiten, distilled_dls, _atomic_write
+from .data import ImageSet, DistilledSet, ZCAWhiten, distilled_dls, _atomic_write
+from .files import ImageFiles, ItemAugment, split_strategy
 from .protocols import get_protocol
-from .augment import DSA, ResizeCrop
+from .augment import DSA, ResizeCrop, parse_strategy
 from .replay import FKDReplay
 from .learner import distilled_learner
 from .checkpoint import Checkpoint, run_checkpoints, remove_empty
@@ -37,11 +38,13 @@ def fingerprint(obj, cache:dict|None=None) -> str:
     if isinstance(obj, DistilledSet):
         ts = [obj.images, obj.labels] + ([obj.soft] if obj.soft is not None else [])
         if obj.space != 'pixels': h.update(obj.space.encode())  # (pixel sets keep their earlier keys)
+    elif isinstance(obj, ImageFiles):  # (the files' names and byte sizes: reading 15 GB to name a run would take minutes)
+        ts = [obj.labels] + ([obj.soft] if obj.soft is not None else []); h.update(b'files'); h.update(obj.signature())
     elif isinstance(obj, ZCAWhiten): ts = [obj.mean, obj.T]
     elif isinstance(obj, nn.Module): ts = list(obj.state_dict().values())
     elif obj is None or isinstance(obj, str): ts = []; h.update(str(obj).encode())
     elif isinstance(obj, (list, tuple)): ts = []; h.update(''.join(fingerprint(o, cache) for o in obj).encode())
-    else: raise InputTypeError(f"cannot fingerprint a {type(obj).__name__}: give a DistilledSet, an nn.Module, a list of them or a name.")
+    else: raise InputTypeError(f"cannot fingerprint a {type(obj).__name__}: give a DistilledSet, ImageFiles, an nn.Module, a list of them or a name.")
     for t in ts:
         t = t.detach().cpu().contiguous()
         h.update(str((t.dtype, tuple(t.shape))).encode()); h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
@@ -54,8 +57,8 @@ def _name(o) -> str: return o if isinstance(o, str) else type(o).__name__
 @dataclass
 class Run:
     "One training run, a cell of a grid: everything that changes its result, and the names it is recorded under."
-    dset:DistilledSet # The distilled training set
-    test:DistilledSet # The real test set
+    dset:ImageSet # The distilled training set: in memory (`DistilledSet`) or on disk (`ImageFiles`)
+    test:ImageSet # The real test set, in memory or on disk
     teacher:object=None # A teacher module (or a list: averaged), or None/'stored': the set's soft labels
     arch:object='convnet3' # A student name, or an `nn.Module` whose weights start the run
     loss:object='gift' # A loss name of the registry (or a loss object)
@@ -70,11 +73,14 @@ class Run:
     result:dict|None=None # A result known without training (e.g. one seen class: always right), recorded as it is
     replay:object=None # Stored labels replayed (`FKDLabels`: SRe2L's, G-VBSM's, EDC's), for a protocol that trains on stored labels
     zca:object=None # A `ZCAWhiten` fitted on the real training images: for a protocol with norm='zca' (datm) or a ZCA-whitened set
+    item_aug:bool|None=None # A set on disk: run the strategy's leading crop/flip/shuffle per item as the files are decoded (None: yes)
 
     def __post_init__(self):
         for k in ('dset', 'test'):
-            if not isinstance(getattr(self, k), DistilledSet):
-                raise InputTypeError(f"{k} must be a DistilledSet, got {type(getattr(self, k)).__name__}.")
+            if not isinstance(getattr(self, k), ImageSet):
+                raise InputTypeError(f"{k} must be a DistilledSet or ImageFiles, got {type(getattr(self, k)).__name__}.")
+        if isinstance(self.dset, ImageFiles): self.item_aug = True if self.item_aug is None else bool(self.item_aug)
+        elif self.item_aug: raise InputError("item_aug augments files as they are decoded; this set is in memory (augmented on the device).")
         self.seed = check_int(self.seed, 'seed', 0)
         self.protocol = get_protocol(self.protocol).resolved(self.arch)
         if self.protocol.set_lr:  # (DATM: the set's learned lr)
@@ -117,7 +123,8 @@ class Run:
                     arch_kwargs=self.arch_kwargs or {}, loss=_name(self.loss), loss_kwargs=self.loss_kwargs or {}, protocol=p,
                     seed=self.seed, cell=self.cell, dls_kwargs=self.dls_kwargs or {},
                     **({} if self.replay is None else dict(replay=self.replay.fingerprint())),  # (absent without: earlier keys stay)
-                    **({} if self.zca is None else dict(zca=fingerprint(self.zca, cache))))
+                    **({} if self.zca is None else dict(zca=fingerprint(self.zca, cache))),
+                    **({} if self.item_aug is None else dict(item_aug=self.item_aug)))  # (sets on disk only)
 
     def key(self, cache:dict|None=None) -> str:
         "The run's identity: a hash of `settings` (computed once: a run's settings do not change once it is made)."
@@ -157,7 +164,8 @@ def protocol_norm(p, teacher, dset:DistilledSet) -> tuple:
 def fit_run(run:Run, device=None, # Where it trains (default: fastai's default device; in a launch on GPUs, this process's GPU)
             cbs=None, # Extra callbacks (e.g. a progress report); they do not change the result
             checkpoint=None, # A folder: the fit saves `run.pth` there every `checkpoint_every` epochs and continues from it
-            checkpoint_every:int=10
+            checkpoint_every:int=10,
+            workers:int|None=None # Sets on disk: decoding processes (default: up to 8 CPU cores); the result does not depend on it
            ) -> dict: # final_acc, best_acc, evals [(epoch, accuracy)], seconds
     "Train one run from its seed to `Learner.fit`'s end; its test accuracies."
     p, world, rank = run.protocol, world_size(), rank_distrib()
@@ -184,10 +192,15 @@ def fit_run(run:Run, device=None, # Where it trains (default: fastai's default d
     if bs % p.accum: raise InputError(f"the batch of {bs} does not split into accum={p.accum} equal chunks: choose bs and accum to match.")
     bs //= p.accum  # (the loaders give the chunks; AccumulateBatches steps once per `accum` of them)
     bs = per_process_bs(bs, world) if world > 1 else bs
-    aug = DSA(p.aug, seed=seed, pixels=p.aug_pixels, **p.aug_op_kwargs()) if p.aug is not None else None
+    steps, item_aug = parse_strategy(p.aug, p.aug_op_kwargs()), None
+    if run.item_aug:  # (a set on disk: its leading crop, flip and shuffle as each file is decoded, the rest on the device)
+        item_ops, steps = split_strategy(steps)
+        if item_ops: item_aug = ItemAugment(item_ops, run.dset.shape[1:], seed=seed)
+    aug = DSA(steps, seed=seed, pixels=p.aug_pixels) if steps else None
     test_tfms = [ResizeCrop()] if p.test_tfm == 'resize-crop' else []
     dls = distilled_dls(run.dset, valid=run.test, bs=bs, aug=aug, device=device, mean=mean, std=std, seed=seed,
-                        test_tfms=test_tfms, zca=run.zca, **(run.dls_kwargs or {}))
+                        test_tfms=test_tfms, zca=run.zca, item_aug=item_aug, **(run.dls_kwargs or {}),
+                        num_workers=workers if any(isinstance(s, ImageFiles) for s in (run.dset, run.test)) else None)
     arch = copy.deepcopy(run.arch) if isinstance(run.arch, nn.Module) else run.arch  # every run starts from the module's weights
     learn = distilled_learner(dls, arch, teacher=run.teacher, loss=run.loss, protocol=p, loss_kwargs=run.loss_kwargs,
                               arch_kwargs=run.arch_kwargs, seed=run.seed)
@@ -337,7 +350,8 @@ def run_all(runs:list, # `Run`s
             device=None, # Where the runs train (default: fastai's default device)
             cbs=None, # Extra callbacks for every run's learner (they must not change the result)
             report=None, # Called as report(event, **info): 'plan' (total, todo, epochs, device), 'start' (index, run, resumed), 'epoch' (index, epoch), 'end' (index, run, row)
-            stop_after:int|None=None # Train at most this many runs, then return (the rest stays to do)
+            stop_after:int|None=None, # Train at most this many runs, then return (the rest stays to do)
+            workers:int|None=None # Sets on disk: decoding processes (default: up to 8 CPU cores)
            ) -> list: # The rows of `runs` finished before or now (dicts of strings, as the store writes them), in the order of `runs`
     "Train every run that `store` does not hold yet, recording each the moment it finishes; several processes may share `store`."
     # (a run killed mid-way is refused unless the store resumes: its checkpoint holds work that a silent restart would throw away)
@@ -368,7 +382,7 @@ def run_all(runs:list, # `Run`s
             else:
                 ck = store.checkpoint(k) if store is not None else None
                 res = fit_run(run, dev, cbs=[*L(cbs), *([_Report(report, i)] if report is not None else [])], checkpoint=ck,
-                              checkpoint_every=max(1, store.checkpoint_every) if store is not None else 10)
+                              checkpoint_every=max(1, store.checkpoint_every) if store is not None else 10, workers=workers)
             row = make_row(run, k, res, dev, cache); row = {c: fmt(row.get(c)) for c in COLUMNS}
             if store is not None and is_main(): store.add(row)
             if res.get('checkpoint') is not None and Path(res['checkpoint']).exists(): Path(res['checkpoint']).unlink()
@@ -378,7 +392,7 @@ def run_all(runs:list, # `Run`s
     return [rows[k] for k in keys if k in rows]
 
 # %% ../nbs/18_engine.ipynb #6a8606c2
-_CALL_SETTINGS = ('loss_kwargs', 'arch_kwargs', 'names', 'teacher_check', 'labels', 'zca')
+_CALL_SETTINGS = ('loss_kwargs', 'arch_kwargs', 'names', 'teacher_check', 'labels', 'zca', 'workers', 'item_aug')
 
 def check_teacher_fits(teacher, # A teacher module or a list of them; None/'stored' (the set's soft labels): nothing to check
                        dset, # The distilled set it will label, or a list of them (a grid's)
@@ -389,6 +403,10 @@ def check_teacher_fits(teacher, # A teacher module or a list of them; None/'stor
     from gift_fastai.teachers import check_teacher
     if teacher is None or isinstance(teacher, str): return
     sets = [d for d in (dset if isinstance(dset, (list, tuple)) else [dset]) if d.space == 'pixels']  # (a set stored normalised: its statistics are checked against the teacher's when it trains)
+    size = next((d.shape[1:] for d in sets if d.shape is not None), None)
+    # a set on disk: a sample of each class, decoded as its test images are (a teacher check reads a few, not 50,000)
+    if isinstance(test, ImageFiles): test = test.sample(size=size)
+    sets = [s.sample() if isinstance(s, ImageFiles) else s for s in sets]
     for t in (list(teacher) if isinstance(teacher, (list, tuple)) else [teacher]):
         for s, what in [(test, 'the test set')] + [(d, 'the distilled set') for d in sets]:
             rep = check_teacher(t, s, device=device if device is not None else default_device(), warn=False)
@@ -414,12 +432,12 @@ def evaluate_distilled(dset:DistilledSet, # The distilled training set
                        out=None, # A folder or `ResultsStore`: rows recorded there, finished runs taken from it
                        device=None, cbs=None, # Where to train; extra callbacks (e.g. a progress display)
                        report=None, # Progress events, see `run_all`
-                       **overrides # Protocol settings to change (epochs, bs, opt, lr, wd, eval_every, aug, precision...); loss_kwargs, arch_kwargs; names (of data, test, teacher in the rows); teacher_check=False skips `check_teacher_fits`; labels: stored labels (`FKDLabels`) for 'sre2l-fkd'; zca: a `ZCAWhiten` for 'datm'
+                       **overrides # Protocol settings to change (epochs, bs, opt, lr, wd, eval_every, aug, precision...); loss_kwargs, arch_kwargs; names (of data, test, teacher in the rows); teacher_check=False skips `check_teacher_fits`; labels: stored labels (`FKDLabels`) for 'sre2l-fkd'; zca: a `ZCAWhiten` for 'datm'; workers: decoding processes and item_aug for sets on disk
                       ) -> dict:
     "The protocol on one set: per-run final and best test accuracy, and their mean ± population std (per loss in `summary`)."
     p = get_protocol(protocol, **{k: v for k, v in overrides.items() if k not in _CALL_SETTINGS})
-    if not isinstance(test, DistilledSet): raise InputTypeError(f"test must be a DistilledSet, got {type(test).__name__}.")
-    if isinstance(dset, DistilledSet) and test.classes != dset.classes:
+    if not isinstance(test, ImageSet): raise InputTypeError(f"test must be a DistilledSet or ImageFiles, got {type(test).__name__}.")
+    if isinstance(dset, ImageSet) and test.classes != dset.classes:
         raise InputError(f"the test set has classes {test.classes[:3]}... but the distilled set {dset.classes[:3]}...: one class list in one order.")
     losses = list(loss) if isinstance(loss, (list, tuple)) else [loss]
     if not losses: raise InputError("no loss given: name one or more losses of the registry, e.g. loss=['gift', 'kl'].")
@@ -427,8 +445,9 @@ def evaluate_distilled(dset:DistilledSet, # The distilled training set
     names = overrides.get('names') or {}
     if overrides.get('teacher_check', True): check_teacher_fits(teacher, dset, test, device)  # before anything trains
     runs = [Run(dset, test, teacher, arch, l, p, seed, overrides.get('loss_kwargs'), overrides.get('arch_kwargs'),
-                labels=dict(names, repeat=r), replay=overrides.get('labels'), zca=overrides.get('zca')) for l in losses for r, seed in enumerate(seed_list(seeds))]
-    rows = run_all(runs, store, device=device, cbs=cbs, report=report)
+                labels=dict(names, repeat=r), replay=overrides.get('labels'), zca=overrides.get('zca'),
+                item_aug=overrides.get('item_aug')) for l in losses for r, seed in enumerate(seed_list(seeds))]
+    rows = run_all(runs, store, device=device, cbs=cbs, report=report, workers=overrides.get('workers'))
     res = [dict(loss=r['loss'], repeat=run.labels['repeat'], seed=int(r['seed']), final_acc=float(r['final_acc']),
                 best_acc=float(r['best_acc']), evals=[tuple(e) for e in json.loads(r['evals'] or '[]')], seconds=float(r['seconds']),
                 key=r['key']) for run, r in zip(runs, rows)]  # (the repeat: this call's)

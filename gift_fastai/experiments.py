@@ -18,6 +18,7 @@ from .losses import loss_registry
 from .protocols import OPTIMIZERS, get_protocol, protocol_registry
 from .callbacks import Refine
 from .assets import asset_path, load_set, load_zca, first_per_class, check_same_classes
+from .files import ImageFiles
 from .engine import Run, ResultsStore, run_all, fmt, pyplot, save_figure, check_teacher_fits
 
 # %% ../nbs/12_experiments.ipynb #b7b187fa
@@ -267,7 +268,7 @@ def plot_grid(summary:pd.DataFrame, out, # The folder to write the PNGs to
     return files
 
 # %% ../nbs/12_experiments.ipynb #ac02641a
-def _load_all(cells, teacher, test, arch_kwargs=None, download:bool=False):
+def _load_all(cells, teacher, test, arch_kwargs=None, download:bool=False, data_path:str='auto', budget=None):
     "Load every set (cut to its ipc), the teacher and the test set once; check they fit together and every arch builds."
     from gift_fastai.teachers import load_teacher, check_teacher_meta
     from gift_fastai.models import create_student
@@ -280,12 +281,12 @@ def _load_all(cells, teacher, test, arch_kwargs=None, download:bool=False):
             raise InputError(f"two sets are labelled {label!r} ({labels[label]} and {spec}): name them, e.g. a=path1,b=path2.")
         labels[label] = spec
         if (label, c['ipc']) in sets: continue
-        full = sets.get((label, None)) or load_set(spec if spec is not None else asset_path('data'), '--data', **hint)
+        full = sets.get((label, None)) or load_set(spec if spec is not None else asset_path('data'), '--data', data_path=data_path, budget=budget, **hint)
         sets[(label, None)] = full
         sets[(label, c['ipc'])] = first_per_class(full, c['ipc']) if c['ipc'] is not None else full
     first = next(iter(sets.values()))
     check_teacher_meta(t, classes=first.classes, shape=first.shape)
-    test_set = load_set(test if test is not None else asset_path('test'), '--test', download=download)
+    test_set = load_set(test if test is not None else asset_path('test'), '--test', download=download, budget=budget, **hint)
     for (label, ipc), s in sets.items():
         if s.classes != first.classes or s.shape != first.shape:
             raise InputError(f"set {label!r} has classes {s.classes[:3]}... and images {s.shape}, another set {first.classes[:3]}... "
@@ -302,8 +303,9 @@ def grid_runs(cells:list, epochs:int|None=None, repeats:int=3, seed:int=0, teach
     "The `Run`s of a grid: each cell `repeats` times (seed + repeat), under `protocol` with the cell's optimizer settings and `overrides`."
     check_int(repeats, 'repeats'); check_int(seed, 'seed', 0)
     if not cells: raise InputError("the grid has no cells: every combination was left out (see the notes) or no axis was given.")
-    check, arch_kwargs, real, download = (overrides.pop(k, d) for k, d in (('teacher_check', True), ('arch_kwargs', None), ('real', None), ('download', False)))
-    sets, t, test_set, tname, testname = _load_all(cells, teacher, test, arch_kwargs, download)
+    check, arch_kwargs, real, download, data_path, budget, item_aug = (overrides.pop(k, d) for k, d in (
+        ('teacher_check', True), ('arch_kwargs', None), ('real', None), ('download', False), ('data_path', 'auto'), ('budget', None), ('item_aug', None)))
+    sets, t, test_set, tname, testname = _load_all(cells, teacher, test, arch_kwargs, download, data_path, budget)
     if check:  # before anything trains: the teacher labels the test set and every set of the grid
         check_teacher_fits(t, list({id(s): s for s in sets.values()}.values()), test_set, device)
     runs, ep, zca = [], {} if epochs is None else dict(epochs=epochs), None  # (None: each protocol's own epochs)
@@ -320,7 +322,8 @@ def grid_runs(cells:list, epochs:int|None=None, repeats:int=3, seed:int=0, teach
             elif c['refine'] == 'on': cbs.append(Refine(gamma=c['gamma']))
             runs.append(Run(dset, test_set, None if base.teacher == 'stored' else t, c['arch'], c['loss'], _cell_protocol(base, c['opt'], lr=c['lr'], wd=c['wd']),
                             seed + r, loss_kwargs=kw, arch_kwargs=arch_kwargs, cbs=cbs, cell=dict(refine=c['refine'], gamma=c['gamma'], ipc=c['ipc']),
-                            labels=dict(data=label, teacher=tname, test=testname, repeat=r), zca=zca if whiten else None))
+                            labels=dict(data=label, teacher=tname, test=testname, repeat=r), zca=zca if whiten else None,
+                            item_aug=item_aug if isinstance(dset, ImageFiles) else None))
     if real is not None and zca is None:
         raise InputError("real training images were given to fit a ZCA whitening, but no cell whitens (protocol datm, norm 'zca' or "
                          "DATM's images): leave them out (--real).")
@@ -338,6 +341,8 @@ def run_grid(cells:list, # Cells from `expand_grid`
              **settings # The base protocol (`protocol='gift'`) and its settings for every run (bs, eval_every, precision...)
             ) -> list: # The rows of the grid's runs (finished before or now), in grid order
     "Train every (cell, repeat) not yet in `out`'s results, recording each run's row as it finishes."
+    workers = settings.pop('workers', None)
     runs = grid_runs(cells, epochs, repeats, seed, teacher, test, device=device, **settings)
-    return run_all(runs, out if isinstance(out, ResultsStore) else ResultsStore(out), device=device, report=report, stop_after=stop_after)
+    return run_all(runs, out if isinstance(out, ResultsStore) else ResultsStore(out), device=device, report=report, stop_after=stop_after,
+                   workers=workers)
 

@@ -222,6 +222,9 @@ for _name, _summary, _src in (
     ('resnet101', "ResNet-101, standard (ImageNet stem)", "He et al., CVPR 2016 (torchvision)"),
     ('mobilenet_v2', "MobileNet-V2, standard", "Sandler et al., CVPR 2018 (torchvision)"),
     ('efficientnet_b0', "EfficientNet-B0, standard", "Tan & Le, ICML 2019 (torchvision)"),
+    ('shufflenet_v2_x0_5', "ShuffleNet-V2 0.5×, standard", "Ma et al., ECCV 2018 (torchvision)"),
+    ('alexnet', "AlexNet, standard", "Krizhevsky et al., NeurIPS 2012 (torchvision)"),
+    ('resnet50', "ResNet-50, standard (ImageNet stem)", "He et al., CVPR 2016 (torchvision)"),
     ('swin_v2_t', "Swin Transformer V2 Tiny, standard", "Liu et al., CVPR 2022 (torchvision)")):
     _register(_name, _summary + ", untrained, any in_ch", f"torchvision `{_name}(weights=None, num_classes=C)`; "
               "first conv with in_ch inputs", _src, 224, _TV_STRIDE)(_tv_entry(_name))

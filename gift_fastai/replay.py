@@ -13,7 +13,7 @@ from pathlib import Path
 import torch, torch.nn.functional as F
 from fastai.callback.core import Callback
 from .core import InputError, InputTypeError, check_int, load_torch_file
-from .data import DistilledSet, DistilledDL
+from .data import DistilledSet
 
 # %% ../nbs/19_replay.ipynb #fa5668fc
 FKD_VARIANTS = {6: 'sre2l', 7: 'gvbsm', 8: 'edc'}
@@ -146,10 +146,17 @@ def replay_batch(x:torch.Tensor, # The batch of the stored rows' images, normali
         x = stored['lam'] * x + (1 - stored['lam']) * x[idx.to(x.device)]
     return x
 
-class _ReplayDL(DistilledDL):
-    "A `DistilledDL` whose order is the stored epoch's (set by `FKDReplay` before each epoch)."
+class _InOrder:
+    "A loader whose order is the stored epoch's (set by `FKDReplay` before each epoch): mixed into the set's loader class, in memory or on disk."
     order = None
     def get_idxs(self): return self.order.tolist() if self.order is not None else super().get_idxs()
+
+def _in_order(cls):
+    "The loader class `cls` that follows a stored order (one class per loader class, so `isinstance` and `new` keep working)."
+    if issubclass(cls, _InOrder): return cls
+    if cls not in _IN_ORDER: _IN_ORDER[cls] = type(f"_Replay{cls.__name__}", (_InOrder, cls), {})
+    return _IN_ORDER[cls]
+_IN_ORDER = {}
 
 class FKDReplay(Callback):
     "Train on stored FKD labels: each epoch's batches in the relabel's order, each image with its stored crop and flip, the stored mix, the stored logits as soft labels."
@@ -159,12 +166,12 @@ class FKDReplay(Callback):
         self.labels = labels
     def before_fit(self):
         self._train = self.dls.train
-        self.labels.check(self._train.dataset.dset, self._train.bs, self.n_epoch)
-        self.learn.dls.train = self._train.new(cls=_ReplayDL, shuffle=False, drop_last=False)
+        self.labels.check(self._train.image_set, self._train.bs, self.n_epoch)
+        self.learn.dls.train = self._train.new(cls=_in_order(type(self._train)), shuffle=False, drop_last=False)
     def before_epoch(self):
-        if isinstance(self.dls.train, _ReplayDL): self.dls.train.order = self.labels.order(self.epoch)
+        if isinstance(self.dls.train, _InOrder): self.dls.train.order = self.labels.order(self.epoch)
     def before_batch(self):
-        if not (self.training and isinstance(self.dls.train, _ReplayDL)): return
+        if not (self.training and isinstance(self.dls.train, _InOrder)): return
         stored = self.labels.load(self.epoch, self.iter)
         xb = self.xb[0]
         self.learn.xb = (type(xb)(replay_batch(xb.as_subclass(torch.Tensor), stored)),)

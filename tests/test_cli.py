@@ -378,7 +378,7 @@ def test_gift_eval_reads_an_sre2l_family_folder(files, tmp_path, capsys):
     cfg = json.loads((tmp_path / 'a' / 'results.json').read_text())['config']
     assert cfg['n_train'] == len(dset) and cfg['classes'] == dset.classes   # class names from the teacher, in its order
     assert gift_eval(argv + ['--format', 'rded', '--out', str(tmp_path / 'b')]) == 2
-    assert 'from_sre2l_folder' in capsys.readouterr().err
+    assert "layout 'sre2l' (format sre2l)" in capsys.readouterr().err
 
 
 def _datm_folder(files, tmp_path):

@@ -42,3 +42,24 @@ def test_fkd_order_is_torchs_sampler():
     from torch.utils.data import RandomSampler
     s = RandomSampler(range(37), generator=torch.Generator().manual_seed(42))
     for e in range(4): assert list(s) == fkd_order(37, e).tolist()
+
+
+def test_stored_labels_replay_the_same_from_disk(tmp_path, capsys):
+    "An SRe2L set in its own folders (new000/...) read from disk replays its stored labels as from memory: the same accuracy."
+    from PIL import Image
+    g = torch.Generator().manual_seed(1)
+    labels = torch.arange(3).repeat_interleave(4)
+    s = DistilledSet(torch.randint(0, 255, (12, 3, 16, 16), dtype=torch.uint8, generator=g), labels, classes=list('abc'))
+    s.save(tmp_path / 'test.safetensors')
+    for i, (img, c) in enumerate(zip(s.images, labels.tolist())):
+        d = tmp_path / 'syn' / f'new{c:03d}'; d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img.permute(1, 2, 0).numpy()).save(d / f'class{c:03d}_id{i % 4:03d}.png')
+    write_labels(tmp_path / 'fkd', 12, 4, 3, 3)
+    args = ['--data', str(tmp_path / 'syn'), '--test', str(tmp_path / 'test.safetensors'), '--labels', str(tmp_path / 'fkd'), '--protocol',
+            'sre2l-fkd', '--epochs', '3', '--eval-every', '1', '--repeats', '1', '--arch', 'convnet3', '--loss', 'kl', '--workers', '0']
+    acc = {}
+    for where in ('memory', 'disk'):
+        assert gift_eval(args + ['--data-path', where, '--out', str(tmp_path / where)]) == 0, capsys.readouterr().err
+        acc[where] = [r['final_acc'] for r in read_results(tmp_path / where / 'results.csv')]
+    assert 'on disk' in capsys.readouterr().out
+    assert acc['memory'] == acc['disk'], acc
