@@ -12,12 +12,12 @@ __all__ = ['PUBLISHED_STATS', 'DEBIAN_FASHION_MNIST', 'FASHION_MNIST_CLASSES', '
 # %% ../nbs/08_datasets.ipynb #314ccbd2
 import codecs, gzip, os, pickle, struct, zlib
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import numpy as np
 import torch
 from .core import Registry, InputError, InputTypeError, check_choice, numpy_globals
-from .data import DistilledSet, IMAGE_EXTS, from_class_folders, _read_image
+from .data import DistilledSet, IMAGE_EXTS, from_class_folders
+from .files import decode_files
 
 # %% ../nbs/08_datasets.ipynb #88d1127d
 _IDX_TYPES = {0x08: ('unsigned byte', '>u1'), 0x09: ('signed byte', '>i1'), 0x0B: ('short', '>i2'),
@@ -328,20 +328,6 @@ def _image_files(d:Path) -> list:
     d = d / 'images' if (d / 'images').is_dir() else d
     return sorted(f for f in d.iterdir() if f.suffix.lower() in IMAGE_EXTS) if d.is_dir() else []
 
-def _read_images(files:list, size, num_workers) -> np.ndarray:
-    "uint8 [N,3,H,W] from image files, decoded in threads (PIL releases the GIL while decoding) into one array."
-    size = None if size is None else ((size, size) if isinstance(size, int) else tuple(size))
-    first = _read_image(files[0], 'RGB', size)
-    out = np.empty((len(files), *first.shape), np.uint8)
-    def _put(i):
-        a = _read_image(files[i], 'RGB', size)
-        if a.shape != first.shape:
-            raise InputError(f"{files[i]} is {a.shape[2]}x{a.shape[1]} px but {files[0]} is {first.shape[2]}x{first.shape[1]}: "
-                             f"pass img_size=... to resize them all.")
-        out[i] = a
-    with ThreadPoolExecutor(num_workers or min(8, os.cpu_count() or 1)) as ex: list(ex.map(_put, range(len(files))))
-    return out
-
 def load_tiny_imagenet(path=None, # `tiny-imagenet-200` or the folder holding it (default: fastai's data folder)
                        download:bool=False, # Download the Stanford zip if the files are not found
                        stats=None, # 'published' (ImageNet's, default), 'train', or (mean, std)
@@ -386,7 +372,7 @@ def load_tiny_imagenet(path=None, # `tiny-imagenet-200` or the folder holding it
     else:
         raise InputError(f"Tiny-ImageNet: no {ann} (and no val/<wnid>/ folders): the validation labels are missing; "
                          f"extract the archive again. To get it: {_GET['tiny-imagenet']}.")
-    x = _read_images(files + vfiles, img_size, num_workers)
+    x = decode_files(files + vfiles, 'RGB', img_size, num_workers)
     n = len(files)
     return _make_sets('tiny-imagenet', (x[:n], np.array(labels, np.int64)), (x[n:], np.array(vlabels, np.int64)),
                       _wordnet_names(root / 'words.txt', wnids), stats, test_split='val', wnids=wnids)

@@ -9,7 +9,7 @@ __all__ = ['DATA_PATHS', 'DEFAULT_BUDGET_GIB', 'ITEM_OPS', 'decode_files', 'Imag
            'ResizeCropItem', 'FilesDL']
 
 # %% ../nbs/24_files.ipynb #31383904
-import hashlib, os, re
+import os, re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import numpy as np
@@ -54,7 +54,7 @@ def decode_files(files:list, # Image files
         a = _read_image(files[i], mode, size)
         if a.shape != first.shape:
             raise InputError(f"{files[i]} is {a.shape[2]}x{a.shape[1]} px but {files[0]} is {first.shape[2]}x{first.shape[1]}: "
-                             f"pass a size to resize them all.")
+                             f"pass img_size=... (a size) to resize them all.")
         out[i] = a
     with ThreadPoolExecutor(_threads(num_workers)) as ex: list(ex.map(_put, range(len(files))))
     return out
