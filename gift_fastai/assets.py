@@ -6,7 +6,8 @@ Docs: https://gift-fastai.github.io/gift-fastai/assets.html.md"""
 
 # %% auto #0
 __all__ = ['ASSETS', 'format_registry', 'asset_path', 'load_default', 'detect_format', 'load_set', 'first_per_class',
-           'check_device', 'check_same_classes', 'load_inputs', 'load_stream', 'load_zca']
+           'check_device', 'check_same_classes', 'load_teachers', 'load_teacher_test', 'fit_teacher', 'load_inputs',
+           'load_real', 'load_stream', 'load_zca']
 
 # %% ../nbs/17_assets.ipynb #19ec4c7f
 from importlib import resources
@@ -148,47 +149,118 @@ def check_same_classes(s:DistilledSet, like:DistilledSet, what:str, shape:bool=T
                          f"{', one image shape' if shape else ''}.")
     return s
 
-def load_inputs(data=None, test=None, teacher=None, # Paths (or a dataset name for `test`); None: the embedded ones; teacher=False: none (stored labels)
-                ipc=None, arch=None, device=None, # Also cut the set to `ipc`, check that `arch` builds and `device` works
-                arch_kwargs:dict|None=None, # The student's arguments (e.g. `fit='pad'`), for the check that it builds
-                download:bool=False, # Let a dataset name for `test` download its files (--download)
-                format:str|None=None, # The format of `data` (a name of `format_registry`); None: detected
-                test_labels=None, # The labels file of a flat test folder (ImageNet's ILSVRC validation folder, see `imagenet_val`)
-                subset:str|None=None, # An ImageNet subset (`list_subsets`): the teacher restricted to its classes, the test images cut to them
-                teacher_arch:str|None=None, # The teacher is a torchvision weight file of this architecture (`load_torchvision_teacher`)
-                data_path:str='auto', budget:float|None=None # The distilled set in memory or on disk (see `load_set`); the test set: 'auto'
-               ) -> tuple: # (set, test set, teacher, teacher path)
-    "Load and check a command's distilled set, real test set and teacher: one class list, the teacher's stats on the set."
-    from gift_fastai.teachers import load_teacher, check_teacher_meta
-    from gift_fastai.models import create_student
-    from gift_fastai.imagenet import load_torchvision_teacher, SubsetTeacher, imagenet_val, subset_wnids
+def load_teachers(teacher, # A teacher file, or several (a list, or a comma list: an ensemble, as G-VBSM's)
+                  teacher_arch:str|None=None, # torchvision weight files of this architecture (`load_torchvision_teacher`): one for all, or a comma list, one per file ('-': a file of save_teacher)
+                  subset:str|None=None # An ImageNet subset: each teacher restricted to its classes (`SubsetTeacher`)
+                 ):
+    "One teacher, or a list of them (an ensemble), from our teacher files or torchvision's weight files; an ensemble's teachers share one class list."
+    from gift_fastai.teachers import load_teacher
+    from gift_fastai.imagenet import load_torchvision_teacher, SubsetTeacher, subset_wnids
+    paths = list(teacher) if isinstance(teacher, (list, tuple)) else [teacher]
+    if len(paths) == 1 and ',' in str(paths[0]) and not Path(str(paths[0])).exists(): paths = str(paths[0]).split(',')
+    archs = [None] * len(paths) if teacher_arch is None else [a.strip() for a in str(teacher_arch).split(',')]
+    if len(archs) == 1: archs = archs * len(paths)
+    if len(archs) != len(paths):
+        raise InputError(f"{len(paths)} teachers but {len(archs)} architectures (--teacher-arch): give one for all, or one per teacher ('-' for a "
+                         f"file of save_teacher).")
+    ts = []
+    for p, a in zip(paths, archs):
+        t = load_torchvision_teacher(Path(p), a) if a not in (None, '-') else load_teacher(Path(p))
+        if subset is not None and t.teacher_meta['classes'] != subset_wnids(subset): t = SubsetTeacher(t, subset)
+        if ts and t.teacher_meta['classes'] != ts[0].teacher_meta['classes']:
+            raise InputError(f"teacher {p} has classes {t.teacher_meta['classes'][:3]}... but {paths[0]} {ts[0].teacher_meta['classes'][:3]}...: "
+                             f"an ensemble's teachers label the same classes in the same order.")
+        ts.append(t)
+    return ts[0] if len(ts) == 1 else ts
+
+def load_teacher_test(test=None, teacher=None, # The test set's spec and the teacher's path (None: the embedded ones; teacher=False: none)
+                      test_labels=None, # The labels file of a flat test folder (ImageNet's ILSVRC validation folder, see `imagenet_val`)
+                      subset:str|None=None, # An ImageNet subset (`list_subsets`, or a file of WNIDs): the teacher restricted to its classes, the test images cut to them
+                      teacher_arch:str|None=None, # The teacher is a torchvision weight file of this architecture (`load_torchvision_teacher`)
+                      download:bool=False, # Let a dataset name for `test` download its files (--download)
+                      budget:float|None=None # The memory budget (GiB) the test set is placed with (`place`, 'auto')
+                     ) -> tuple: # (teacher or None, teacher path or None, test set, hint: the classes and channels a set's numbered classes take)
+    "The teacher and the real test set every evaluating command starts from, in any of their forms (ours, ImageNet's, torchvision's)."
+    from gift_fastai.imagenet import imagenet_val, subset_wnids
     if subset is not None: subset_wnids(subset)  # (an unknown name fails first, with the list)
     if teacher is False: t, tpath, hint = None, None, {}  # (a protocol on stored labels: no teacher at all)
     else:
-        tpath = Path(teacher) if teacher is not None else asset_path('teacher')
-        t = load_torchvision_teacher(tpath, teacher_arch) if teacher_arch is not None else load_teacher(tpath)
-        if subset is not None and t.teacher_meta['classes'] != subset_wnids(subset): t = SubsetTeacher(t, subset)
-        # checked below, once the data is read: RDED folders and data.pt number their classes, and those are the teacher's
-        hint = dict(classes=t.teacher_meta['classes'], channels=t.teacher_meta['shape'][0])
+        tpath = teacher if teacher is not None else asset_path('teacher')
+        tpath = ','.join(map(str, tpath)) if isinstance(tpath, (list, tuple)) else Path(tpath) if ',' not in str(tpath) else str(tpath)
+        t = load_teachers(teacher if teacher is not None else tpath, teacher_arch, subset)
+        # checked by the caller once the data is read: RDED folders and data.pt number their classes, and those are the teacher's
+        t0 = t[0] if isinstance(t, list) else t
+        hint = dict(classes=t0.teacher_meta['classes'], channels=t0.teacher_meta['shape'][0])
     tspec = test if test is not None else asset_path('test')
     if test_labels is not None or (subset is not None and Path(str(tspec)).is_dir()):  # ImageNet's validation images
         tst = imagenet_val(tspec, labels=test_labels, subset=subset, classes=hint.get('classes') if subset is None else None)
         tst = place(tst, 'auto', budget)
     else: tst = load_set(tspec, '--test', download=download, budget=budget, **hint)  # (photos of varying sizes stay on disk: see `place`)
     if t is None: hint = dict(classes=tst.classes, channels=tst.shape[0] if tst.shape is not None else tst.channels)  # (no teacher: numbered classes are the test set's)
+    return t, tpath, tst, hint
+
+def fit_teacher(t, dset, teacher_arch:str|None=None,
+                shape=None # The images' (C, H, W) the teacher will see (default: the set's)
+               ):
+    "Check the teacher `t` against the set `dset` (classes, image shape); a torchvision network (`teacher_arch`) takes any image size and is used at the set's."
+    from gift_fastai.teachers import check_teacher_meta
+    from gift_fastai.imagenet import SubsetTeacher
+    if t is None: return dset
+    shape = tuple(shape) if shape is not None else dset.shape
+    for m in (t if isinstance(t, list) else [t]):
+        if teacher_arch is not None and getattr(m, 'teacher_meta', {}).get('weights') == 'torchvision state dict':  # (RDED's conv students: 128 px)
+            (m.teacher if isinstance(m, SubsetTeacher) else m).teacher_meta['shape'] = m.teacher_meta['shape'] = [3, *shape[1:]]
+        check_teacher_meta(m, classes=dset.classes, shape=shape)
+    if dset.space == 'pixels' and dset.mean is None and teacher_stats(t) is not None: dset.mean, dset.std = teacher_stats(t)
+    return dset
+
+def load_inputs(data=None, test=None, teacher=None, # Paths (or a dataset name for `test`); None: the embedded ones; teacher=False: none (stored labels)
+                ipc=None, arch=None, device=None, # Also cut the set to `ipc`, check that `arch` builds and `device` works
+                arch_kwargs:dict|None=None, # The student's arguments (e.g. `fit='pad'`), for the check that it builds
+                download:bool=False, # Let a dataset name for `test` download its files (--download)
+                format:str|None=None, # The format of `data` (a name of `format_registry`); None: detected
+                test_labels=None, subset:str|None=None, teacher_arch:str|None=None, # ImageNet's forms (see `load_teacher_test`)
+                data_path:str='auto', budget:float|None=None # The distilled set in memory or on disk (see `load_set`); the test set: 'auto'
+               ) -> tuple: # (set, test set, teacher, teacher path)
+    "Load and check a command's distilled set, real test set and teacher: one class list, the teacher's stats on the set."
+    from gift_fastai.models import create_student
+    t, tpath, tst, hint = load_teacher_test(test, teacher, test_labels, subset, teacher_arch, download, budget)
     dset = load_set(data if data is not None else asset_path('data'), '--data', format=format if data is not None else None,
                     data_path=data_path, budget=budget, **hint)
     if ipc is not None: dset = first_per_class(dset, ipc)
-    if teacher_arch is not None:  # a torchvision network takes any image size: it is used at the set's (RDED's conv students: 128 px)
-        (t.teacher if isinstance(t, SubsetTeacher) else t).teacher_meta['shape'] = t.teacher_meta['shape'] = [3, *dset.shape[1:]]
-    if t is not None: check_teacher_meta(t, classes=dset.classes, shape=dset.shape)
+    fit_teacher(t, dset, teacher_arch)
     check_same_classes(tst, dset, '--test', shape=False)
-    if t is not None and dset.space == 'pixels' and dset.mean is None and teacher_stats(t) is not None: dset.mean, dset.std = teacher_stats(t)
     if device is not None: check_device(device)
     if arch is not None:
         try: create_student(arch, dset.n_classes, dset.shape[0], dset.shape[1], **(arch_kwargs or {}))
         except InputError as e: raise InputError(f"--arch {arch}: {e}") from None
     return dset, tst, t, tpath
+
+def load_real(data, # The real training images: a set file or folder (ImageNet's train folders too), or a dataset NAME or NAME:PATH
+              teacher=None, # The teacher's file (None: no teacher, e.g. a random subset)
+              subset:str|None=None, teacher_arch:str|None=None, # ImageNet's forms (see `load_teacher_test`)
+              size:int|None=None, # The side of the images made from them (default: theirs; needed when their sizes vary)
+              data_path:str='auto', budget:float|None=None, # In memory or on disk (see `load_set`)
+              download:bool=False) -> tuple: # (real training set, teacher or None)
+    "A distilling command's real training set and teacher, checked together (classes, image size) before anything runs."
+    from gift_fastai.imagenet import imagenet_val, subset_wnids
+    if subset is not None: subset_wnids(subset)
+    if teacher_arch is not None and teacher is None: raise InputError("--teacher-arch names the architecture of --teacher: give the weight file too.")
+    t = None if teacher is None else load_teachers(teacher, teacher_arch, subset)
+    t0 = t[0] if isinstance(t, list) else t
+    hint = {} if t is None else dict(classes=t0.teacher_meta['classes'], channels=t0.teacher_meta['shape'][0])
+    p = Path(str(data))
+    if p.is_dir() and (subset is not None or teacher_arch is not None):  # ImageNet's train folders (WNID or {c:05d} folders)
+        train = place(imagenet_val(p, subset=subset, classes=hint.get('classes') if subset is None else None), data_path, budget)
+    else:
+        if subset is not None: raise InputError("--subset cuts ImageNet's class folders: give --data as ImageNet's train folder.")
+        train = load_set(data, '--data', split='train', real=True, download=download, data_path=data_path, budget=budget, **hint)
+    C = train.shape[0] if train.shape is not None else train.channels
+    if size is None and train.shape is None:
+        raise InputError(f"{data}: the images have different sizes: give the side of the images to make (--size 224).")
+    S = int(size) if size is not None else train.shape[1]
+    fit_teacher(t, train, teacher_arch, shape=(C, S, S))
+    return train, t
 
 def load_stream(spec, like:DistilledSet, download:bool=False) -> DistilledSet:
     "GDumb's stream: a set file or folder, or a dataset's training split (`NAME` or `NAME:PATH`); checked against the distilled set `like`."

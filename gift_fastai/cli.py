@@ -24,7 +24,8 @@ from .losses import loss_registry
 from .protocols import Protocol, get_protocol, protocol_registry, NORMS
 from .replay import FKDLabels
 from .data import DistilledSet
-from .assets import asset_path, load_inputs, load_stream, load_set, load_zca, check_device, check_same_classes, format_registry
+from .assets import asset_path, load_inputs, load_real, load_stream, load_set, load_zca, check_device, check_same_classes, format_registry
+from .files import ImageFiles
 from .engine import ResultsStore, evaluate_distilled, write_results, write_tables
 from .models import FITS
 from .distributed import is_main, world_size
@@ -39,8 +40,8 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 def add_input_args(p:argparse.ArgumentParser, one_set:bool=True, # Also --data and --ipc (gift-ablate has them as axes)
                    labels:bool=False, # Also --labels (stored labels replayed: gift-eval)
                    real:bool=False, # Also --real (the real training images a ZCA whitening is fitted on: gift-eval, gift-ablate)
-                   imagenet:bool=False, # Also --test-labels, --subset, --teacher-arch (ImageNet's layouts and teachers: gift-eval)
-                   disk:bool=False # Also --data-path, --memory-budget, --workers, --device-aug (sets on disk: gift-eval, gift-ablate)
+                   imagenet:bool=False, # Also --test-labels, --subset, --teacher-arch (ImageNet's layouts and teachers: gift-eval, gift-ablate)
+                   disk:bool=False # Also --data-path, --memory-budget, --workers, --decode, --device-aug (sets on disk: gift-eval, gift-ablate)
                   ) -> argparse.ArgumentParser:
     "Add the inputs: --teacher and --test (the embedded ones by default), and --data and --ipc for a command on one set."
     if one_set:
@@ -53,7 +54,8 @@ def add_input_args(p:argparse.ArgumentParser, one_set:bool=True, # Also --data a
     if labels:
         p.add_argument('--labels', default=None, help="stored soft labels kept apart from the images: an FKD folder (epoch_0/batch_0.tar, "
                        "...: SRe2L, CDA, G-VBSM, EDC), replayed under --protocol sre2l-fkd (no teacher needed)")
-    p.add_argument('--teacher', default=None, help="teacher file written by save_teacher (default: the embedded teacher)")
+    p.add_argument('--teacher', default=None, help="teacher file written by save_teacher, or several as a comma list (an ensemble, "
+                   "as G-VBSM's) (default: the embedded teacher)")
     p.add_argument('--no-teacher-check', action='store_true', help="do not check the teacher on the test and distilled sets before "
                    "training (the check refuses a class permutation or a chance-level teacher)")
     p.add_argument('--test', default=None, help="real test set: a set file, or a dataset of get_dataset, NAME or NAME:PATH (PATH: "
@@ -61,10 +63,11 @@ def add_input_args(p:argparse.ArgumentParser, one_set:bool=True, # Also --data a
     if imagenet:
         p.add_argument('--test-labels', default=None, help="the labels file of a flat --test folder (ImageNet's ILSVRC validation "
                        "folder): the devkit's ground truth with its meta.mat beside it, WNIDs or 'file label' lines, or Kaggle's CSV")
-        p.add_argument('--subset', default=None, help="an ImageNet subset (imagenette, imagewoof, ..., see list_subsets): the teacher "
+        p.add_argument('--subset', default=None, help="an ImageNet subset (imagenette, imagewoof, ..., see list_subsets, or a file of WNIDs one per line, e.g. ImageNet-100's): the teacher "
                        "restricted to its classes, the test images cut to them, labelled in the subset's order")
         p.add_argument('--teacher-arch', default=None, help="--teacher is a torchvision weight file (.pth) of this architecture "
-                       "(resnet18, mobilenet_v2, efficientnet_b0, shufflenet_v2_x0_5, ...), with ImageNet-1K's classes and statistics")
+                       "(resnet18, mobilenet_v2, efficientnet_b0, shufflenet_v2_x0_5, ...), with ImageNet-1K's classes and statistics; "
+                       "for an ensemble one for all, or a comma list, one per teacher")
     if disk:
         from gift_fastai.files import DATA_PATHS, DEFAULT_BUDGET_GIB
         p.add_argument('--data-path', default='auto', choices=list(DATA_PATHS), help="image folders: auto (in memory when the "
@@ -74,6 +77,10 @@ def add_input_args(p:argparse.ArgumentParser, one_set:bool=True, # Also --data a
                        "on the training device) may take")
         p.add_argument('--workers', type=int, default=None, help="processes decoding the files of a set on disk (default: up "
                        "to 8 CPU cores)")
+        from gift_fastai.files import DECODERS
+        p.add_argument('--decode', default='cpu', choices=list(DECODERS), help="where the files of a set on disk are decoded: cpu (PIL, "
+                       "in the worker processes) or device (torchvision's decode_jpeg where the model runs: nvJPEG on a CUDA GPU; "
+                       "implies --device-aug)")
         p.add_argument('--device-aug', action='store_true', help="a set on disk is cropped and flipped on the device, batch by "
                        "batch, as a set in memory (default: each file as it is decoded, on the CPU, with albumentations)")
     if real:
@@ -307,7 +314,7 @@ def _gift_eval(args) -> int:
                                              device=args.device, arch_kwargs=settings.get('arch_kwargs'), download=args.download, format=args.format,
                                              test_labels=args.test_labels, subset=args.subset, teacher_arch=args.teacher_arch,
                                              data_path=args.data_path, budget=args.memory_budget)
-    settings.update(workers=args.workers, item_aug=False if args.device_aug else None)
+    settings.update(workers=args.workers, item_aug=False if args.device_aug else None, decode=args.decode)
     if proto.norm == 'zca' or dset.space == 'zca': settings['zca'] = load_zca(args.real, dset, args.test, args.download)
     elif args.real is not None:
         raise InputError(f"--real fits a ZCA whitening, but --protocol {proto.name} normalises with {proto.norm!r} statistics and the set is "
@@ -358,7 +365,7 @@ def ablate_parser() -> argparse.ArgumentParser:
     for ax in AXES:
         if ax != 'protocol': a(f'--{ax}', default=None, help=f"comma list of {_AXIS_HELP[ax]}")  # (--protocol: with the protocol's settings below)
     a('--preset', default=None, choices=list(PRESETS), help="one of the paper's studies; axes given too replace or extend it")
-    add_input_args(p, one_set=False, real=True, disk=True)
+    add_input_args(p, one_set=False, real=True, imagenet=True, disk=True)
     add_protocol_args(p, "epochs per run (default: each protocol's: gift 1000, rded 300, ...)", "runs per cell, seeds seed..seed+repeats-1", one_cell=False)
     a('--metric', default='final', choices=['final', 'best'], help="what the table and plots show (best: test-set selection)")
     a('--out', default='gift-ablate', help="output folder; re-running with the same folder skips finished runs")
@@ -394,8 +401,9 @@ def _gift_ablate(args) -> int:
     with RichReport(console, f"runs ({len(cells)} cells × {args.repeats} repeats)", line) as report:
         rows = run_grid(cells, store, epochs=settings.pop('epochs', None), repeats=args.repeats, seed=args.seed, teacher=args.teacher,
                         test=args.test, device=args.device, report=report, download=args.download, real=args.real,
-                        data_path=args.data_path, budget=args.memory_budget, workers=args.workers,
-                        item_aug=False if args.device_aug else None, **settings)
+                        data_path=args.data_path, budget=args.memory_budget, workers=args.workers, decode=args.decode,
+                        item_aug=False if args.device_aug else None, test_labels=args.test_labels, subset=args.subset,
+                        teacher_arch=args.teacher_arch, **settings)
     if not is_main(): return 0
     out, summary = store.folder, summarise_grid(rows)
     _atomic_write(out / 'summary.csv', lambda tmp: summary.to_csv(tmp, index=False))
@@ -487,7 +495,17 @@ def distill_parser() -> argparse.ArgumentParser:
       "its train split), or a set file")
     add_download_arg(p)
     a('--method', default='rded', choices=['rded', 'random'], help="distillation method")
-    a('--teacher', default=None, help="teacher file (save_teacher); needed by rded")
+    a('--teacher', default=None, help="teacher file (save_teacher, or a torchvision weight file with --teacher-arch); needed by rded")
+    a('--teacher-arch', default=None, help="--teacher is a torchvision weight file (.pth) of this architecture (resnet18, ...), "
+      "with ImageNet-1K's classes and statistics; --data is then ImageNet's train folder (WNID or {c:05d} folders)")
+    a('--subset', default=None, help="an ImageNet subset (see list_subsets, or a file of WNIDs): the classes of --data kept, "
+      "the teacher restricted to them")
+    a('--size', type=int, default=None, help="side of the distilled images (default: the real images'; needed when their sizes "
+      "vary, e.g. 224 for ImageNet)")
+    from gift_fastai.files import DATA_PATHS, DEFAULT_BUDGET_GIB
+    a('--data-path', default='auto', choices=list(DATA_PATHS), help="the real images: auto (in memory when they fit "
+      "--memory-budget and share one size, else each class's candidates read from disk in turn), memory or disk")
+    a('--memory-budget', type=float, default=DEFAULT_BUDGET_GIB, help="GiB the real images decoded into memory may take")
     a('--ipc', type=int, default=10, help="images per class")
     a('--factor', type=int, default=1, help="rded: f×f crops per image (1 for 32/64 px, 2 for ImageNet-family)")
     a('--candidates', type=int, default=300, help="rded: real images scored per class")
@@ -511,22 +529,23 @@ def _gift_distill(args) -> int:
     from rich.progress import Progress
     from gift_fastai.distill import rded, random_subset
     from gift_fastai.data import export_folders
-    train = load_set(args.data, '--data', split='train', real=True, download=args.download)
+    if args.method == 'rded' and args.teacher is None: raise InputError("--method rded needs --teacher (a file written by save_teacher).")
+    train, teacher = load_real(args.data, args.teacher if args.method == 'rded' else None, args.subset, args.teacher_arch, args.size,
+                               args.data_path, args.memory_budget, args.download)
     out = new_file(args.out, args.overwrite, 'set')
     console, t0 = Console(), time.time()
     parts = out.with_name(out.name + '.parts')  # rded's finished classes, until the set is written
     if parts.exists() and any(parts.iterdir()) and not args.resume:
         raise InputError(f"{parts} holds the classes of a killed run: add --resume to continue it, or delete that folder.")
-    if args.method == 'random': dset = random_subset(train, args.ipc, seed=args.seed)
+    if args.method == 'random':
+        dset = random_subset(train, args.ipc, seed=args.seed)
+        if isinstance(dset, ImageFiles): dset = dset.load(args.size, crop=args.size is not None)  # (photos: resized and centre-cropped)
     else:
-        if args.teacher is None: raise InputError("--method rded needs --teacher (a file written by save_teacher).")
-        from gift_fastai.teachers import load_teacher
-        teacher = load_teacher(args.teacher, classes=train.classes, shape=train.shape)
         if args.device: teacher.to(args.device)
         with Progress(console=console) as prog:
             task = prog.add_task("rded: classes", total=train.n_classes)
             dset = rded(train, teacher, args.ipc, factor=args.factor, n_candidates=args.candidates, n_crops=args.crops,
-                        seed=args.seed, device=args.device, store_soft=args.store_soft, checkpoint=parts,
+                        seed=args.seed, device=args.device, store_soft=args.store_soft, checkpoint=parts, size=args.size,
                         progress=lambda i, n: prog.update(task, completed=i))
     dset.save(out)
     if parts.exists(): shutil.rmtree(parts)

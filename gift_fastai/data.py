@@ -739,6 +739,7 @@ def distilled_dls(dset:ImageSet, # The training set (distilled): in memory (`Dis
                   item_aug=None, # Sets on disk: per-item augmentation as the files are decoded (`ItemAugment`)
                   num_workers:int|None=None, # Sets on disk: decoding processes (default: up to 8 CPU cores)
                   test_resize:str='pil', # Test sets on disk: the backend of their resize and centre crop ('pil' or 'albumentations')
+                  decode:str='cpu', # Sets on disk: where the files are decoded, 'cpu' (the workers) or 'device' (`gift_fastai.files.DECODERS`)
                   **kwargs # Passed to the loaders
                  ) -> DataLoaders:
     "Fast fastai `DataLoaders` of `(x, y_hard, y_soft)` batches: sets in memory gathered on the device, sets on disk decoded in worker processes."
@@ -763,7 +764,7 @@ def distilled_dls(dset:ImageSet, # The training set (distilled): in memory (`Dis
     if num_workers and all(isinstance(s, DistilledSet) for s in (dset, valid) if s is not None):
         raise InputError(f"num_workers={num_workers}: a set in memory is gathered from tensors already on the device, in the main process; "
                          f"worker processes would only copy them. Leave num_workers at 0 (workers decode sets on disk: ImageFiles).")
-    files = dict(item_aug=item_aug, num_workers=num_workers, test_resize=test_resize)
+    files = dict(item_aug=item_aug, num_workers=num_workers, test_resize=test_resize, decode=decode)
     train = _loader(dset, 0, bs=bs, shuffle=True, drop_last=drop_last, device=device, seed=seed, after_batch=tfms, **files, **kwargs)
     if valid is None: valid = DistilledSet(torch.zeros(0, *dset.shape, dtype=torch.uint8), torch.zeros(0, dtype=torch.long),
                                            classes=dset.classes)  # fastai always validates: an empty set skips it
@@ -773,12 +774,12 @@ def distilled_dls(dset:ImageSet, # The training set (distilled): in memory (`Dis
                   resize=True if test_tfms else None, **files, **kwargs)
     return DataLoaders(train, vdl, device=train.device)  # dls.c, dls.vocab, dls.classes: from the set
 
-def _loader(s:ImageSet, split_idx:int, item_aug=None, num_workers=None, test_resize='pil', size=None, resize=None, **kwargs):
+def _loader(s:ImageSet, split_idx:int, item_aug=None, num_workers=None, test_resize='pil', size=None, resize=None, decode='cpu', **kwargs):
     "The loader of a set in memory (`DistilledDL`, on the device) or on disk (`ImageFiles.dl`, decoded in worker processes)."
     if isinstance(s, DistilledSet):
         if item_aug is not None: raise InputError("item_aug augments files as they are decoded; a set in memory is augmented on the device (aug=).")
         return DistilledDL(_Triplets(s, split_idx), **kwargs)
-    return s.dl(split_idx, item_aug=item_aug, num_workers=num_workers, test_resize=test_resize, size=size, resize=resize, **kwargs)
+    return s.dl(split_idx, item_aug=item_aug, num_workers=num_workers, test_resize=test_resize, size=size, resize=resize, decode=decode, **kwargs)
 
 def _space_tfm(dset:DistilledSet, mean, std, zca):
     "The transform that takes [0,1] pixels into the training set's space: `Normalize` with its statistics, or the `ZCAWhiten`."

@@ -8,22 +8,22 @@ Docs: https://gift-fastai.github.io/gift-fastai/distill.html.md"""
 __all__ = ['random_subset', 'sample_boxes', 'crop_resize', 'select_crops', 'stitch', 'rded']
 
 # %% ../nbs/10_distill.ipynb #eb00b01d
-import math
+import math, os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import numpy as np
 import torch, torch.nn as nn, torch.nn.functional as F
 from torchvision.ops import roi_align
 from .core import InputError, InputTypeError, teacher_stats
-from .data import DistilledSet
+from .data import DistilledSet, _read_image
+from .files import ImageFiles
 from .callbacks import check_class_counts
 from .checkpoint import save_checkpoint, load_checkpoint
 
 # %% ../nbs/10_distill.ipynb #1a2bb1b4
 def _check_set(dset, what='train'):
-    if getattr(dset, 'files', None) is not None:
-        raise InputError(f"{what} is read from disk (ImageFiles): RDED's selection scores crops of the real images in memory; decode "
-                         f"them with .load(size) first (on the command line: a smaller real set, or --data-path memory).")
-    if not isinstance(dset, DistilledSet): raise InputTypeError(f"{what} must be a DistilledSet, got {type(dset).__name__}.")
+    if isinstance(dset, ImageFiles): return dset  # (files hold pixels; rded decodes each class's candidates as it reaches them)
+    if not isinstance(dset, DistilledSet): raise InputTypeError(f"{what} must be a DistilledSet or ImageFiles, got {type(dset).__name__}.")
     return dset.check_pixels(f"distilling from {what}")
 
 def _pos_int(v, what, fix=''):
@@ -41,7 +41,7 @@ def _class_indices(train:DistilledSet, need:int, what:str) -> list:
                          f"{f' ({len(short)} classes are short)' if len(short) > 1 else ''}: use a smaller ipc or more data.")
     return idx
 
-def random_subset(train:DistilledSet, # The real training set
+def random_subset(train:DistilledSet, # The real training set: in memory, or on disk (`ImageFiles`: the subset is too)
                   ipc:int, # Images per class
                   seed:int=0 # Seeds the draw
                  ) -> DistilledSet:
@@ -54,16 +54,18 @@ def random_subset(train:DistilledSet, # The real training set
     return out
 
 # %% ../nbs/10_distill.ipynb #c1b95998
-def sample_boxes(n:int, H:int, W:int, g:torch.Generator, scale=(0.08, 1.), ratio=(3 / 4, 4 / 3), tries:int=10) -> torch.Tensor:
-    "`n` RandomResizedCrop boxes `[n, 4]` (x1, y1, x2, y2 in pixels) for an H×W image, drawn from `g`."
-    area = H * W * (torch.rand(n, tries, generator=g) * (scale[1] - scale[0]) + scale[0])
+def sample_boxes(n:int, H, W, # The image's side(s): ints, or tensors [n] of each box's image (images of several sizes)
+                 g:torch.Generator, scale=(0.08, 1.), ratio=(3 / 4, 4 / 3), tries:int=10) -> torch.Tensor:
+    "`n` RandomResizedCrop boxes `[n, 4]` (x1, y1, x2, y2 in pixels) for an H×W image (or each box's own image), drawn from `g`."
+    H, W = (torch.as_tensor(v, dtype=torch.float32).expand(n) for v in (H, W))
+    area = (H * W)[:, None] * (torch.rand(n, tries, generator=g) * (scale[1] - scale[0]) + scale[0])
     logr = torch.rand(n, tries, generator=g) * (math.log(ratio[1]) - math.log(ratio[0])) + math.log(ratio[0])
     w, h = (area * logr.exp()).sqrt(), (area / logr.exp()).sqrt()
-    ok = (w <= W) & (h <= H)
+    ok = (w <= W[:, None]) & (h <= H[:, None])
     first = torch.where(ok.any(1), ok.float().argmax(1), torch.full((n,), -1))
     rows = torch.arange(n)
-    w = torch.where(first >= 0, w[rows, first.clamp_min(0)], torch.full((n,), float(W)))
-    h = torch.where(first >= 0, h[rows, first.clamp_min(0)], torch.full((n,), float(H)))
+    w = torch.where(first >= 0, w[rows, first.clamp_min(0)], W)
+    h = torch.where(first >= 0, h[rows, first.clamp_min(0)], H)
     x1, y1 = torch.rand(n, generator=g) * (W - w), torch.rand(n, generator=g) * (H - h)
     return torch.stack([x1, y1, x1 + w, y1 + h], 1)
 
@@ -122,7 +124,26 @@ def _load_class(path:Path, settings:dict) -> dict:
                          f"{settings[diff]!r}): resume with the same settings, or delete {path.parent}.")
     return st
 
-def rded(train:DistilledSet, # The real training set (labelled)
+def _candidates(train, cand:torch.Tensor, device) -> tuple:
+    "The candidate images: float [n,C,H,W] in [0,1] (a set in memory), or a list of uint8 [C,Hi,Wi] (files decoded at their own sizes); and their (H, W)."
+    if not isinstance(train, ImageFiles):
+        imgs = train.images[cand].to(device).float().div_(255)
+        return imgs, imgs.shape[-2:]
+    files = [train.files[i] for i in cand.tolist()]
+    with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as ex: arrs = list(ex.map(lambda f: _read_image(f, train.mode, None), files))
+    imgs = [torch.from_numpy(np.array(a)).to(device) for a in arrs]  # (a copy: PIL's arrays are read-only)
+    return imgs, (torch.tensor([a.shape[1] for a in arrs]), torch.tensor([a.shape[2] for a in arrs]))
+
+def _cut(imgs, img_of:torch.Tensor, boxes:torch.Tensor, s:int) -> torch.Tensor:
+    "`crop_resize` on a batch of images, or on a list of images of their own sizes (each image's boxes at once: the same crops)."
+    if isinstance(imgs, torch.Tensor): return crop_resize(imgs, img_of, boxes, s)
+    out = boxes.new_empty(len(img_of), imgs[0].shape[0], s, s)
+    for j in img_of.unique().tolist():
+        m = img_of == j
+        out[m] = crop_resize(imgs[j][None].float().div_(255), torch.zeros(int(m.sum()), device=boxes.device), boxes[m], s)
+    return out
+
+def rded(train:DistilledSet, # The real training set (labelled): in memory, or on disk (`ImageFiles`: each class's candidates decoded in turn)
          teacher:nn.Module, # A trained classifier of the set's classes, in the set's class order
          ipc:int, # Distilled images per class
          factor:int=1, # f: each distilled image holds f×f crops (1 for 32/64 px, 2 for ImageNet-family)
@@ -135,15 +156,20 @@ def rded(train:DistilledSet, # The real training set (labelled)
          mean=None, std=None, # The teacher's normalisation (default: `teacher.teacher_meta`, else the set's stats)
          store_soft:bool=False, # Also store the teacher's logits on the distilled images
          progress=None, # Called as progress(class_index, n_classes) after each class (the CLI's progress bar)
-         checkpoint=None # A folder: each finished class is saved there, and classes found there are not redone
+         checkpoint=None, # A folder: each finished class is saved there, and classes found there are not redone
+         size:int|None=None # Side of the distilled images (default: the real images'; needed when their sizes vary, e.g. 224)
         ) -> DistilledSet:
     "RDED (CVPR 2024): per class, the crops the teacher finds most typical, one per real image, stitched f×f."
     _check_set(train)
     if not isinstance(teacher, nn.Module): raise InputTypeError(f"teacher must be an nn.Module, got {type(teacher).__name__}.")
     ipc, f = _pos_int(ipc, 'ipc'), _pos_int(factor, 'factor', '(1 for 32/64 px sets, 2 for ImageNet-family sets)')
     n_candidates, n_crops, bs = _pos_int(n_candidates, 'n_candidates'), _pos_int(n_crops, 'n_crops'), _pos_int(bs, 'bs')
-    C, H, W = train.shape
-    if H != W: raise InputError(f"rded needs square images, got {H}×{W}: resize them first.")
+    if size is not None: H = W = _pos_int(size, 'size'); C = train.shape[0] if train.shape is not None else train.channels
+    elif train.shape is None:
+        raise InputError("the real images have different sizes: give the side of the distilled images, size=224 (gift-distill --size 224).")
+    else:
+        C, H, W = train.shape
+        if H != W: raise InputError(f"rded makes square images and the real ones are {H}×{W}: give their side, size={min(H, W)}.")
     if H % f: raise InputError(f"factor {f} does not divide the image side {H}: each cell would be {H / f:.1f} px; choose a factor that divides it.")
     s = H // f
     need = max(1, math.ceil(ipc * f * f / n_crops))
@@ -152,13 +178,13 @@ def rded(train:DistilledSet, # The real training set (labelled)
     mean, std = (t.to(device) for t in _teacher_stats(teacher, train, mean, std))
     was_training = teacher.training
     teacher.eval()
-    check_class_counts(train.n_classes, train.shape, teachers=[teacher])
+    check_class_counts(train.n_classes, (C, H, W), teachers=[teacher])
     g = torch.Generator().manual_seed(seed)
     pad = ((H - s) // 2, H - s - (H - s) // 2)
     out_imgs, sel_scores, all_scores = [], [], []
     ratio = tuple(float(r) for r in ratio)
     if len(ratio) != 2 or not 0 < ratio[0] <= ratio[1]: raise InputError(f"ratio must be (low, high) with 0 < low <= high, got {ratio}.")
-    settings = dict(ipc=ipc, factor=f, n_candidates=n_candidates, n_crops=n_crops, ratio=list(ratio), seed=seed, bs=bs, n_train=len(train),
+    settings = dict(ipc=ipc, factor=f, n_candidates=n_candidates, n_crops=n_crops, ratio=list(ratio), seed=seed, bs=bs, n_train=len(train), size=H,
                     classes=train.n_classes, mean=mean.flatten().tolist(), std=std.flatten().tolist())
     if checkpoint is not None: checkpoint = Path(checkpoint); checkpoint.mkdir(parents=True, exist_ok=True)
     try:
@@ -172,21 +198,22 @@ def rded(train:DistilledSet, # The real training set (labelled)
                     if progress is not None: progress(c + 1, train.n_classes)
                     continue
                 cand = ci[torch.randperm(len(ci), generator=g)[:n_candidates]]
-                imgs = train.images[cand].to(device).float().div_(255)              # [n, C, H, W] in [0, 1]
+                imgs, (Hi, Wi) = _candidates(train, cand, device)  # [n, C, H, W] in [0, 1], or n images of their own sizes
                 n = len(cand)
-                boxes = sample_boxes(n * n_crops, H, W, g, ratio=ratio).to(device)
+                if isinstance(Hi, torch.Tensor): Hi, Wi = Hi.repeat_interleave(n_crops), Wi.repeat_interleave(n_crops)
+                boxes = sample_boxes(n * n_crops, Hi, Wi, g, ratio=ratio).to(device)
                 img_of = torch.arange(n, device=device).repeat_interleave(n_crops)
                 target = torch.full((bs,), c, device=device)
                 scores = torch.empty(n * n_crops, device=device)
                 for i in range(0, n * n_crops, bs):
-                    crops = crop_resize(imgs, img_of[i:i + bs], boxes[i:i + bs], s)
+                    crops = _cut(imgs, img_of[i:i + bs], boxes[i:i + bs], s)
                     x = F.pad((crops - mean) / std, (pad[0], pad[1], pad[0], pad[1]))  # 0 = the mean colour
                     z = teacher(x).float()
                     scores[i:i + bs] = F.cross_entropy(z, target[:len(z)], reduction='none')
                 scores = scores.view(n, n_crops).cpu()
                 im, cr = select_crops(scores, ipc * f * f)
                 k = im * n_crops + cr
-                best = crop_resize(imgs, img_of[k.to(device)], boxes[k.to(device)], s)
+                best = _cut(imgs, img_of[k.to(device)], boxes[k.to(device)], s)
                 out_imgs.append((stitch(best, ipc, f) * 255).round_().clamp_(0, 255).to(torch.uint8).cpu())
                 sel_scores.append(scores[im, cr]); all_scores.append(scores.flatten())
                 if part is not None:

@@ -165,7 +165,8 @@ def fit_run(run:Run, device=None, # Where it trains (default: fastai's default d
             cbs=None, # Extra callbacks (e.g. a progress report); they do not change the result
             checkpoint=None, # A folder: the fit saves `run.pth` there every `checkpoint_every` epochs and continues from it
             checkpoint_every:int=10,
-            workers:int|None=None # Sets on disk: decoding processes (default: up to 8 CPU cores); the result does not depend on it
+            workers:int|None=None, # Sets on disk: decoding processes (default: up to 8 CPU cores); the result does not depend on it
+            decode:str='cpu' # Sets on disk: where the files are decoded, 'cpu' or 'device' (`DECODERS`; the run's item_aug must be off)
            ) -> dict: # final_acc, best_acc, evals [(epoch, accuracy)], seconds
     "Train one run from its seed to `Learner.fit`'s end; its test accuracies."
     p, world, rank = run.protocol, world_size(), rank_distrib()
@@ -193,6 +194,9 @@ def fit_run(run:Run, device=None, # Where it trains (default: fastai's default d
     bs //= p.accum  # (the loaders give the chunks; AccumulateBatches steps once per `accum` of them)
     bs = per_process_bs(bs, world) if world > 1 else bs
     steps, item_aug = parse_strategy(p.aug, p.aug_op_kwargs()), None
+    if run.item_aug and decode == 'device':
+        raise InputError("the files are decoded on the device, so the run's crops and flips cannot run per file on the CPU: make the run with "
+                         "item_aug=False (--device-aug), or decode on the CPU.")
     if run.item_aug:  # (a set on disk: its leading crop, flip and shuffle as each file is decoded, the rest on the device)
         item_ops, steps = split_strategy(steps)
         if item_ops: item_aug = ItemAugment(item_ops, run.dset.shape[1:], seed=seed)
@@ -200,7 +204,7 @@ def fit_run(run:Run, device=None, # Where it trains (default: fastai's default d
     test_tfms = [ResizeCrop()] if p.test_tfm == 'resize-crop' else []
     dls = distilled_dls(run.dset, valid=run.test, bs=bs, aug=aug, device=device, mean=mean, std=std, seed=seed,
                         test_tfms=test_tfms, zca=run.zca, item_aug=item_aug, **(run.dls_kwargs or {}),
-                        num_workers=workers if any(isinstance(s, ImageFiles) for s in (run.dset, run.test)) else None)
+                        num_workers=workers if any(isinstance(s, ImageFiles) for s in (run.dset, run.test)) else None, decode=decode)
     arch = copy.deepcopy(run.arch) if isinstance(run.arch, nn.Module) else run.arch  # every run starts from the module's weights
     learn = distilled_learner(dls, arch, teacher=run.teacher, loss=run.loss, protocol=p, loss_kwargs=run.loss_kwargs,
                               arch_kwargs=run.arch_kwargs, seed=run.seed)
@@ -351,7 +355,8 @@ def run_all(runs:list, # `Run`s
             cbs=None, # Extra callbacks for every run's learner (they must not change the result)
             report=None, # Called as report(event, **info): 'plan' (total, todo, epochs, device), 'start' (index, run, resumed), 'epoch' (index, epoch), 'end' (index, run, row)
             stop_after:int|None=None, # Train at most this many runs, then return (the rest stays to do)
-            workers:int|None=None # Sets on disk: decoding processes (default: up to 8 CPU cores)
+            workers:int|None=None, # Sets on disk: decoding processes (default: up to 8 CPU cores)
+            decode:str='cpu' # Sets on disk: where the files are decoded ('cpu' or 'device', see `fit_run`)
            ) -> list: # The rows of `runs` finished before or now (dicts of strings, as the store writes them), in the order of `runs`
     "Train every run that `store` does not hold yet, recording each the moment it finishes; several processes may share `store`."
     # (a run killed mid-way is refused unless the store resumes: its checkpoint holds work that a silent restart would throw away)
@@ -382,7 +387,8 @@ def run_all(runs:list, # `Run`s
             else:
                 ck = store.checkpoint(k) if store is not None else None
                 res = fit_run(run, dev, cbs=[*L(cbs), *([_Report(report, i)] if report is not None else [])], checkpoint=ck,
-                              checkpoint_every=max(1, store.checkpoint_every) if store is not None else 10, workers=workers)
+                              checkpoint_every=max(1, store.checkpoint_every) if store is not None else 10, workers=workers,
+                              decode=decode)
             row = make_row(run, k, res, dev, cache); row = {c: fmt(row.get(c)) for c in COLUMNS}
             if store is not None and is_main(): store.add(row)
             if res.get('checkpoint') is not None and Path(res['checkpoint']).exists(): Path(res['checkpoint']).unlink()
@@ -392,7 +398,12 @@ def run_all(runs:list, # `Run`s
     return [rows[k] for k in keys if k in rows]
 
 # %% ../nbs/18_engine.ipynb #6a8606c2
-_CALL_SETTINGS = ('loss_kwargs', 'arch_kwargs', 'names', 'teacher_check', 'labels', 'zca', 'workers', 'item_aug')
+def _item_aug(dset, settings:dict):
+    "A run's item_aug from a call's settings: as given; off when the device decodes the files (nothing crops them before); None for a set in memory."
+    if not isinstance(dset, ImageFiles): return settings.get('item_aug')
+    return False if settings.get('decode') == 'device' and settings.get('item_aug') is None else settings.get('item_aug')
+
+_CALL_SETTINGS = ('loss_kwargs', 'arch_kwargs', 'names', 'teacher_check', 'labels', 'zca', 'workers', 'item_aug', 'decode')
 
 def check_teacher_fits(teacher, # A teacher module or a list of them; None/'stored' (the set's soft labels): nothing to check
                        dset, # The distilled set it will label, or a list of them (a grid's)
@@ -432,7 +443,7 @@ def evaluate_distilled(dset:DistilledSet, # The distilled training set
                        out=None, # A folder or `ResultsStore`: rows recorded there, finished runs taken from it
                        device=None, cbs=None, # Where to train; extra callbacks (e.g. a progress display)
                        report=None, # Progress events, see `run_all`
-                       **overrides # Protocol settings to change (epochs, bs, opt, lr, wd, eval_every, aug, precision...); loss_kwargs, arch_kwargs; names (of data, test, teacher in the rows); teacher_check=False skips `check_teacher_fits`; labels: stored labels (`FKDLabels`) for 'sre2l-fkd'; zca: a `ZCAWhiten` for 'datm'; workers: decoding processes and item_aug for sets on disk
+                       **overrides # Protocol settings to change (epochs, bs, opt, lr, wd, eval_every, aug, precision...); loss_kwargs, arch_kwargs; names (of data, test, teacher in the rows); teacher_check=False skips `check_teacher_fits`; labels: stored labels (`FKDLabels`) for 'sre2l-fkd'; zca: a `ZCAWhiten` for 'datm'; workers (decoding processes), item_aug and decode ('cpu', 'device': then item_aug is off) for sets on disk
                       ) -> dict:
     "The protocol on one set: per-run final and best test accuracy, and their mean ± population std (per loss in `summary`)."
     p = get_protocol(protocol, **{k: v for k, v in overrides.items() if k not in _CALL_SETTINGS})
@@ -446,8 +457,8 @@ def evaluate_distilled(dset:DistilledSet, # The distilled training set
     if overrides.get('teacher_check', True): check_teacher_fits(teacher, dset, test, device)  # before anything trains
     runs = [Run(dset, test, teacher, arch, l, p, seed, overrides.get('loss_kwargs'), overrides.get('arch_kwargs'),
                 labels=dict(names, repeat=r), replay=overrides.get('labels'), zca=overrides.get('zca'),
-                item_aug=overrides.get('item_aug')) for l in losses for r, seed in enumerate(seed_list(seeds))]
-    rows = run_all(runs, store, device=device, cbs=cbs, report=report, workers=overrides.get('workers'))
+                item_aug=_item_aug(dset, overrides)) for l in losses for r, seed in enumerate(seed_list(seeds))]
+    rows = run_all(runs, store, device=device, cbs=cbs, report=report, workers=overrides.get('workers'), decode=overrides.get('decode') or 'cpu')
     res = [dict(loss=r['loss'], repeat=run.labels['repeat'], seed=int(r['seed']), final_acc=float(r['final_acc']),
                 best_acc=float(r['best_acc']), evals=[tuple(e) for e in json.loads(r['evals'] or '[]')], seconds=float(r['seconds']),
                 key=r['key']) for run, r in zip(runs, rows)]  # (the repeat: this call's)

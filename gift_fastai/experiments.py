@@ -17,7 +17,7 @@ from .core import InputError, check_choice, check_int, check_gamma
 from .losses import loss_registry
 from .protocols import OPTIMIZERS, get_protocol, protocol_registry
 from .callbacks import Refine
-from .assets import asset_path, load_set, load_zca, first_per_class, check_same_classes
+from .assets import asset_path, load_set, load_zca, first_per_class, check_same_classes, load_teacher_test, fit_teacher
 from .files import ImageFiles
 from .engine import Run, ResultsStore, run_all, fmt, pyplot, save_figure, check_teacher_fits
 
@@ -268,13 +268,12 @@ def plot_grid(summary:pd.DataFrame, out, # The folder to write the PNGs to
     return files
 
 # %% ../nbs/12_experiments.ipynb #ac02641a
-def _load_all(cells, teacher, test, arch_kwargs=None, download:bool=False, data_path:str='auto', budget=None):
+def _load_all(cells, teacher, test, arch_kwargs=None, download:bool=False, data_path:str='auto', budget=None,
+              test_labels=None, subset=None, teacher_arch=None):
     "Load every set (cut to its ipc), the teacher and the test set once; check they fit together and every arch builds."
-    from gift_fastai.teachers import load_teacher, check_teacher_meta
     from gift_fastai.models import create_student
-    tpath = Path(teacher) if teacher is not None else asset_path('teacher')
-    t = load_teacher(tpath)  # (checked against the sets below; numbered classes of RDED, DATM... folders are the teacher's)
-    hint, sets, labels = dict(classes=t.teacher_meta['classes'], channels=t.teacher_meta['shape'][0]), {}, {}
+    t, tpath, test_set, hint = load_teacher_test(test, teacher, test_labels, subset, teacher_arch, download, budget)
+    sets, labels = {}, {}  # (numbered classes of RDED, DATM... folders are the teacher's)
     for c in cells:
         label, spec = _set_label(c['data'])
         if label in labels and labels[label] != spec:
@@ -285,12 +284,12 @@ def _load_all(cells, teacher, test, arch_kwargs=None, download:bool=False, data_
         sets[(label, None)] = full
         sets[(label, c['ipc'])] = first_per_class(full, c['ipc']) if c['ipc'] is not None else full
     first = next(iter(sets.values()))
-    check_teacher_meta(t, classes=first.classes, shape=first.shape)
-    test_set = load_set(test if test is not None else asset_path('test'), '--test', download=download, budget=budget, **hint)
+    fit_teacher(t, first, teacher_arch)
     for (label, ipc), s in sets.items():
         if s.classes != first.classes or s.shape != first.shape:
             raise InputError(f"set {label!r} has classes {s.classes[:3]}... and images {s.shape}, another set {first.classes[:3]}... "
                              f"and {first.shape}: one teacher labels every set of a grid, so they must agree.")
+        if s.space == 'pixels' and s.mean is None: s.mean, s.std = first.mean, first.std  # (the teacher's statistics, as `fit_teacher` set)
     check_same_classes(test_set, first, '--test', shape=False)
     for arch in dict.fromkeys(c['arch'] for c in cells):
         try: create_student(arch, first.n_classes, first.shape[0], first.shape[1], **(arch_kwargs or {}))
@@ -303,9 +302,10 @@ def grid_runs(cells:list, epochs:int|None=None, repeats:int=3, seed:int=0, teach
     "The `Run`s of a grid: each cell `repeats` times (seed + repeat), under `protocol` with the cell's optimizer settings and `overrides`."
     check_int(repeats, 'repeats'); check_int(seed, 'seed', 0)
     if not cells: raise InputError("the grid has no cells: every combination was left out (see the notes) or no axis was given.")
-    check, arch_kwargs, real, download, data_path, budget, item_aug = (overrides.pop(k, d) for k, d in (
-        ('teacher_check', True), ('arch_kwargs', None), ('real', None), ('download', False), ('data_path', 'auto'), ('budget', None), ('item_aug', None)))
-    sets, t, test_set, tname, testname = _load_all(cells, teacher, test, arch_kwargs, download, data_path, budget)
+    check, arch_kwargs, real, download, data_path, budget, item_aug, test_labels, subset, teacher_arch = (overrides.pop(k, d) for k, d in (
+        ('teacher_check', True), ('arch_kwargs', None), ('real', None), ('download', False), ('data_path', 'auto'), ('budget', None),
+        ('item_aug', None), ('test_labels', None), ('subset', None), ('teacher_arch', None)))
+    sets, t, test_set, tname, testname = _load_all(cells, teacher, test, arch_kwargs, download, data_path, budget, test_labels, subset, teacher_arch)
     if check:  # before anything trains: the teacher labels the test set and every set of the grid
         check_teacher_fits(t, list({id(s): s for s in sets.values()}.values()), test_set, device)
     runs, ep, zca = [], {} if epochs is None else dict(epochs=epochs), None  # (None: each protocol's own epochs)
@@ -341,8 +341,9 @@ def run_grid(cells:list, # Cells from `expand_grid`
              **settings # The base protocol (`protocol='gift'`) and its settings for every run (bs, eval_every, precision...)
             ) -> list: # The rows of the grid's runs (finished before or now), in grid order
     "Train every (cell, repeat) not yet in `out`'s results, recording each run's row as it finishes."
-    workers = settings.pop('workers', None)
+    workers, decode = settings.pop('workers', None), settings.pop('decode', None) or 'cpu'
+    if decode == 'device' and settings.get('item_aug') is None: settings['item_aug'] = False  # (nothing crops a file before the device decodes it)
     runs = grid_runs(cells, epochs, repeats, seed, teacher, test, device=device, **settings)
     return run_all(runs, out if isinstance(out, ResultsStore) else ResultsStore(out), device=device, report=report, stop_after=stop_after,
-                   workers=workers)
+                   workers=workers, decode=decode)
 

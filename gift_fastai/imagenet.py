@@ -52,8 +52,26 @@ _subset('imageyellow', "ImageYellow: 10 yellow things", _SRC, [309, 986, 954, 95
 _subset('imagenet-10', "EDC's ImageNet-10 (the first 10 WNIDs of its CLASS10 list)", "EDC Branch_ImageNet_10/train/dataset.py:28-34, 80-98 (formats.md §1)",
         wnids=['n02869837', 'n01749939', 'n02488291', 'n02107142', 'n13037406', 'n02091831', 'n04517823', 'n04589890', 'n03062245', 'n01773797'])
 
+def _subset_file(path:Path) -> list:
+    "The ImageNet-1K indices listed in a file: one WNID or index (0-999) per line, in label order; blank lines and '#' comments skipped."
+    w, out = imagenet_wnids(), []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        tok = line.split('#')[0].strip()
+        if not tok: continue
+        tok = tok.split()[0]
+        if tok.isdigit() and int(tok) < 1000: out.append(int(tok))
+        elif tok in w: out.append(w.index(tok))
+        else: raise InputError(f"{path}, line {n}: {tok!r} is neither an ImageNet-1K WNID (n01440764, ...) nor a class index 0-999.")
+    if not out: raise InputError(f"{path} lists no classes: write one WNID (or ImageNet-1K index) per line, in label order.")
+    if len(set(out)) < len(out):
+        d = next(i for i in out if out.count(i) > 1)
+        raise InputError(f"{path} lists class {w[d]} ({d}) twice: each class once, in label order.")
+    return out
+
 def subset_indices(name:str) -> list:
-    "The ImageNet-1K class indices of subset `name`, in its label order."
+    "The ImageNet-1K class indices of subset `name` (a registered name, or a file of WNIDs or indices, one per line: e.g. ImageNet-100's list), in its label order."
+    p = Path(str(name))
+    if name not in subset_registry.names and p.is_file(): return _subset_file(p)
     return subset_registry.create(name)
 
 def subset_wnids(name:str) -> list:
