@@ -7,7 +7,7 @@ Docs: https://gift-fastai.github.io/gift-fastai/assets.html.md"""
 # %% auto #0
 __all__ = ['ASSETS', 'format_registry', 'asset_path', 'load_default', 'detect_format', 'load_set', 'first_per_class',
            'check_device', 'check_same_classes', 'load_teachers', 'load_teacher_test', 'fit_teacher', 'load_inputs',
-           'load_real', 'load_stream', 'load_zca']
+           'load_real', 'load_heldout', 'load_stream', 'load_zca']
 
 # %% ../nbs/17_assets.ipynb #19ec4c7f
 from importlib import resources
@@ -261,6 +261,18 @@ def load_real(data, # The real training images: a set file or folder (ImageNet's
     S = int(size) if size is not None else train.shape[1]
     fit_teacher(t, train, teacher_arch, shape=(C, S, S))
     return train, t
+
+def load_heldout(spec, # Real training images: a set file or folder, or a dataset NAME or NAME:PATH (its train split)
+                 like:ImageSet, # The distilled set: the class list they must share
+                 exclude=(), # The sets no held-out image may be in: the distilled and test sets
+                 per_class:int=100, seed:int=0, # `heldout_split`'s
+                 download:bool=False, budget:float|None=None
+                ) -> ImageSet:
+    "The held-out selection images of a command (`--heldout`): real training images, checked against the set's classes, sampled by `heldout_split`."
+    from gift_fastai.stats import heldout_split
+    real = load_set(spec, '--heldout', split='train', real=True, download=download, budget=budget, classes=like.classes,
+                    channels=like.shape[0] if like.shape is not None else None)
+    return heldout_split(check_same_classes(real, like, '--heldout', shape=False), per_class, seed, exclude)
 
 def load_stream(spec, like:DistilledSet, download:bool=False) -> DistilledSet:
     "GDumb's stream: a set file or folder, or a dataset's training split (`NAME` or `NAME:PATH`); checked against the distilled set `like`."

@@ -24,7 +24,7 @@ from .losses import loss_registry
 from .protocols import Protocol, get_protocol, protocol_registry, NORMS
 from .replay import FKDLabels
 from .data import DistilledSet
-from .assets import asset_path, load_inputs, load_real, load_stream, load_set, load_zca, check_device, check_same_classes, format_registry
+from .assets import asset_path, load_inputs, load_real, load_heldout, load_stream, load_set, load_zca, check_device, check_same_classes, format_registry
 from .files import ImageFiles
 from .engine import ResultsStore, evaluate_distilled, write_results, write_tables
 from .models import FITS
@@ -41,7 +41,8 @@ def add_input_args(p:argparse.ArgumentParser, one_set:bool=True, # Also --data a
                    labels:bool=False, # Also --labels (stored labels replayed: gift-eval)
                    real:bool=False, # Also --real (the real training images a ZCA whitening is fitted on: gift-eval, gift-ablate)
                    imagenet:bool=False, # Also --test-labels, --subset, --teacher-arch (ImageNet's layouts and teachers: gift-eval, gift-ablate)
-                   disk:bool=False # Also --data-path, --memory-budget, --workers, --decode, --device-aug (sets on disk: gift-eval, gift-ablate)
+                   disk:bool=False, # Also --data-path, --memory-budget, --workers, --decode, --device-aug (sets on disk: gift-eval, gift-ablate)
+                   heldout:bool=False # Also --heldout, --heldout-per-class (selection without the test set: gift-eval, gift-ablate)
                   ) -> argparse.ArgumentParser:
     "Add the inputs: --teacher and --test (the embedded ones by default), and --data and --ipc for a command on one set."
     if one_set:
@@ -83,6 +84,11 @@ def add_input_args(p:argparse.ArgumentParser, one_set:bool=True, # Also --data a
                        "implies --device-aug)")
         p.add_argument('--device-aug', action='store_true', help="a set on disk is cropped and flipped on the device, batch by "
                        "batch, as a set in memory (default: each file as it is decoded, on the CPU, with albumentations)")
+    if heldout:
+        p.add_argument('--heldout', default=None, help="real training images to select an epoch on without the test set: a set file "
+                       "or folder, or a dataset NAME or NAME:PATH (its train split); a seeded, class-balanced sample (never an image of "
+                       "--test or --data) is tested with the test set, and each run reports the test accuracy at the epoch it selects")
+        p.add_argument('--heldout-per-class', type=int, default=100, help="images per class in the --heldout sample")
     if real:
         p.add_argument('--real', default=None, help="real training images the ZCA whitening of --protocol datm (or of DATM's whitened "
                        "images) is fitted on: a set file, or a dataset NAME or NAME:PATH (its train split) (default: the train split of "
@@ -258,14 +264,28 @@ def results_table(summary:list, title:str=''):
     "`gift-eval`'s summary (`summarise`) as a rich `Table`."
     from rich.table import Table
     t = Table(title=title)
-    for c, j in (('loss', 'left'), ('final acc (%)', 'right'), ('best acc (%)*', 'right'), ('runs', 'right'), ('seconds', 'right')):
-        t.add_column(c, justify=j)
+    held, ref = any('heldout_mean' in r for r in summary), next((r['ref'] for r in summary if r.get('ref')), None)
+    cols = [('loss', 'left'), ('final acc (%)', 'right')] + ([('held-out selected (%)', 'right')] if held else []) + [
+        ('best acc (%)*', 'right')] + ([(f'Δ final vs {ref} (95% CI)', 'right'), ('p', 'right'), ('seeds needed', 'right')] if ref else []) + [
+        ('runs', 'right'), ('seconds', 'right')]
+    for c, j in cols: t.add_column(c, justify=j)
     top = max(r['final_mean'] for r in summary)
+    pm = lambda m, s: f"{100 * m:.2f} ± {100 * s:.2f}"
     for r in summary:
-        fin = f"{100 * r['final_mean']:.2f} ± {100 * r['final_std']:.2f}"
-        t.add_row(r['loss'], f"[bold]{fin}[/bold]" if r['final_mean'] == top else fin,
-                  f"{100 * r['best_mean']:.2f} ± {100 * r['best_std']:.2f}", str(r['repeats']), f"{r['seconds']:.0f}")
-    t.caption = "* best of the periodic tests: test-set selection, as in the paper"
+        fin = pm(r['final_mean'], r['final_std'])
+        cells = [r['loss'], f"[bold]{fin}[/bold]" if r['final_mean'] == top else fin]
+        if held: cells.append(pm(r['heldout_mean'], r['heldout_std']) if 'heldout_mean' in r else '')
+        cells.append(pm(r['best_mean'], r['best_std']))
+        if ref:
+            if 'diff' in r:
+                cells += [f"{100 * r['diff']:+.2f} ({100 * r['diff_ci'][0]:+.2f}, {100 * r['diff_ci'][1]:+.2f})",
+                          '' if r['p'] is None else f"{r['p']:.3f}",
+                          'no difference' if r['diff'] == 0 else str(r['seeds_needed'] or '>10000')]
+            else: cells += ['ref' if r['loss'] == ref else '', '', '']
+        t.add_row(*cells, str(r['repeats']), f"{r['seconds']:.0f}")
+    t.caption = ("* best of the periodic tests: test-set selection, as in the paper" + (
+        "; held-out selected: the test accuracy at the epoch held-out real training images select" if held else '') + (
+        f"; Δ: paired by seed against {ref} (t interval, paired t test; seeds a paired test needs at 80% power)" if ref else ''))
     return t
 
 def _inputs_line(prog:str, dset, test, teacher, out) -> str:
@@ -279,7 +299,8 @@ def _inputs_line(prog:str, dset, test, teacher, out) -> str:
 def _acc_line(run, row) -> str:
     "The line `gift-eval` and `gift-continual` print when a run finishes."
     step = f" step {row['step']}" if row.get('step') else ''
-    return (f"  {row['loss']} seed {row['seed']}{step}: final {100 * float(row['final_acc']):.2f}%, "
+    held = f"held-out selected {100 * float(row['heldout_selected_acc']):.2f}% (epoch {row['selected_epoch']}), " if row.get('heldout_selected_acc') else ''
+    return (f"  {row['loss']} seed {row['seed']}{step}: final {100 * float(row['final_acc']):.2f}%, {held}"
             f"best {100 * float(row['best_acc']):.2f}% ({float(row['seconds']):.0f} s)")
 
 # %% ../nbs/11_cli.ipynb #f84dd74f
@@ -288,7 +309,7 @@ def eval_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='gift-eval', description="Train students on a distilled set with soft-label losses "
         "(the teacher relabels every augmented batch) and report test accuracy. With no arguments: the embedded "
         "Fashion-MNIST RDED set (IPC 10), GIFT vs KL.", formatter_class=HelpFormatter)
-    add_input_args(p, labels=True, real=True, imagenet=True, disk=True)
+    add_input_args(p, labels=True, real=True, imagenet=True, disk=True, heldout=True)
     p.add_argument('--out', default=None, help="output folder (default: a new gift-eval-<time> folder here); re-running into it skips finished runs")
     return add_resume_args(add_speed_args(add_protocol_args(p)))
 
@@ -315,6 +336,8 @@ def _gift_eval(args) -> int:
                                              test_labels=args.test_labels, subset=args.subset, teacher_arch=args.teacher_arch,
                                              data_path=args.data_path, budget=args.memory_budget)
     settings.update(workers=args.workers, item_aug=False if args.device_aug else None, decode=args.decode)
+    if args.heldout is not None:
+        settings['heldout'] = load_heldout(args.heldout, dset, [dset, test], args.heldout_per_class, args.seed, args.download, args.memory_budget)
     if proto.norm == 'zca' or dset.space == 'zca': settings['zca'] = load_zca(args.real, dset, args.test, args.download)
     elif args.real is not None:
         raise InputError(f"--real fits a ZCA whitening, but --protocol {proto.name} normalises with {proto.norm!r} statistics and the set is "
@@ -335,7 +358,7 @@ def _gift_eval(args) -> int:
     config = dict(vars(args), data=str(args.data or asset_path('data')), test=str(args.test or asset_path('test')), teacher=str(tpath),
                   losses=losses, n_train=len(dset), n_test=len(test), classes=dset.classes, set_meta=dset.meta,
                   teacher_acc=meta.get('valid_acc'), title=title, torch=torch.__version__, processes=world_size(),
-                  protocol=res['protocol'])
+                  protocol=res['protocol'], ref=res['ref'])
     summary = write_results(out, res['runs'], config)['summary']
     table = results_table(summary, title); console.print(table)
     tables = write_tables(table, out, 'results')
@@ -365,7 +388,7 @@ def ablate_parser() -> argparse.ArgumentParser:
     for ax in AXES:
         if ax != 'protocol': a(f'--{ax}', default=None, help=f"comma list of {_AXIS_HELP[ax]}")  # (--protocol: with the protocol's settings below)
     a('--preset', default=None, choices=list(PRESETS), help="one of the paper's studies; axes given too replace or extend it")
-    add_input_args(p, one_set=False, real=True, imagenet=True, disk=True)
+    add_input_args(p, one_set=False, real=True, imagenet=True, disk=True, heldout=True)
     add_protocol_args(p, "epochs per run (default: each protocol's: gift 1000, rded 300, ...)", "runs per cell, seeds seed..seed+repeats-1", one_cell=False)
     a('--metric', default='final', choices=['final', 'best'], help="what the table and plots show (best: test-set selection)")
     a('--out', default='gift-ablate', help="output folder; re-running with the same folder skips finished runs")
@@ -403,6 +426,7 @@ def _gift_ablate(args) -> int:
                         test=args.test, device=args.device, report=report, download=args.download, real=args.real,
                         data_path=args.data_path, budget=args.memory_budget, workers=args.workers, decode=args.decode,
                         item_aug=False if args.device_aug else None, test_labels=args.test_labels, subset=args.subset,
+                        heldout=args.heldout, heldout_per_class=args.heldout_per_class,
                         teacher_arch=args.teacher_arch, **settings)
     if not is_main(): return 0
     out, summary = store.folder, summarise_grid(rows)

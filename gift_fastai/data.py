@@ -740,20 +740,22 @@ def distilled_dls(dset:ImageSet, # The training set (distilled): in memory (`Dis
                   num_workers:int|None=None, # Sets on disk: decoding processes (default: up to 8 CPU cores)
                   test_resize:str='pil', # Test sets on disk: the backend of their resize and centre crop ('pil' or 'albumentations')
                   decode:str='cpu', # Sets on disk: where the files are decoded, 'cpu' (the workers) or 'device' (`gift_fastai.files.DECODERS`)
+                  heldout:ImageSet|None=None, # A held-out selection set (real training images, `heldout_split`): a third loader, `dls[2]`, built as the validation one
                   **kwargs # Passed to the loaders
                  ) -> DataLoaders:
     "Fast fastai `DataLoaders` of `(x, y_hard, y_soft)` batches: sets in memory gathered on the device, sets on disk decoded in worker processes."
     if not isinstance(dset, ImageSet): raise InputTypeError(f"dset must be a DistilledSet or ImageFiles, got {type(dset).__name__}.")
     if not empty_ok: dset.check_nonempty()
     elif not len(dset): raise InputError("the training set has no image: give at least one.")
-    if valid is not None:
-        if not isinstance(valid, ImageSet): raise InputTypeError(f"valid must be a DistilledSet or ImageFiles, got {type(valid).__name__}.")
-        if valid.classes != dset.classes:
-            raise InputError(f"valid has classes {valid.classes[:4]}... but the training set {dset.classes[:4]}...: "
+    for what, v in (('valid', valid), ('heldout', heldout)):
+        if v is None: continue
+        if not isinstance(v, ImageSet): raise InputTypeError(f"{what} must be a DistilledSet or ImageFiles, got {type(v).__name__}.")
+        if v.classes != dset.classes:
+            raise InputError(f"{what} has classes {v.classes[:4]}... but the training set {dset.classes[:4]}...: "
                              f"both must use one class list in one order.")
-        if isinstance(valid, DistilledSet) and valid.shape != dset.shape:  # (files are resized and cropped as they are decoded)
-            raise InputError(f"valid images are {valid.shape} but training images {dset.shape}: resize one to the other.")
-        valid.check_pixels("the validation set (real images, brought into the training set's space by the loader)")
+        if isinstance(v, DistilledSet) and v.shape != dset.shape:  # (files are resized and cropped as they are decoded)
+            raise InputError(f"{what} images are {v.shape} but training images {dset.shape}: resize one to the other.")
+        v.check_pixels(f"the {'validation' if what == 'valid' else 'held-out'} set (real images, brought into the training set's space by the loader)")
     to_space = _space_tfm(dset, mean, std, zca)
     bs = paper_bs(len(dset)) if bs is None else int(bs)
     if bs < 1: raise InputError(f"bs must be >= 1, got {bs}.")
@@ -769,10 +771,12 @@ def distilled_dls(dset:ImageSet, # The training set (distilled): in memory (`Dis
     if valid is None: valid = DistilledSet(torch.zeros(0, *dset.shape, dtype=torch.uint8), torch.zeros(0, dtype=torch.long),
                                            classes=dset.classes)  # fastai always validates: an empty set skips it
     # test images on disk are resized and centre-cropped as they are decoded (`ResizeCropItem`): that is the test transform there
-    vtfms = [IntToFloatTensor(), to_space] + (list(L(test_tfms)) if isinstance(valid, DistilledSet) else [])
-    vdl = _loader(valid, 1, bs=valid_bs, shuffle=False, device=device, after_batch=vtfms, size=dset.shape[1:],
-                  resize=True if test_tfms else None, **files, **kwargs)
-    return DataLoaders(train, vdl, device=train.device)  # dls.c, dls.vocab, dls.classes: from the set
+    def _valid(s):
+        vtfms = [IntToFloatTensor(), to_space] + (list(L(test_tfms)) if isinstance(s, DistilledSet) else [])
+        return _loader(s, 1, bs=valid_bs, shuffle=False, device=device, after_batch=vtfms, size=dset.shape[1:],
+                       resize=True if test_tfms else None, **files, **kwargs)
+    loaders = [train, _valid(valid)] + ([_valid(heldout)] if heldout is not None else [])
+    return DataLoaders(*loaders, device=train.device)  # dls.c, dls.vocab, dls.classes: from the set
 
 def _loader(s:ImageSet, split_idx:int, item_aug=None, num_workers=None, test_resize='pil', size=None, resize=None, decode='cpu', **kwargs):
     "The loader of a set in memory (`DistilledDL`, on the device) or on disk (`ImageFiles.dl`, decoded in worker processes)."

@@ -29,6 +29,7 @@ from .replay import FKDReplay
 from .learner import distilled_learner
 from .checkpoint import Checkpoint, run_checkpoints, remove_empty
 from .distributed import world_size, is_main, per_process_bs, process_device
+from .stats import per_class_accuracy, mean_ci, paired_test
 
 # %% ../nbs/18_engine.ipynb #480d171a
 def fingerprint(obj, cache:dict|None=None) -> str:
@@ -74,11 +75,14 @@ class Run:
     replay:object=None # Stored labels replayed (`FKDLabels`: SRe2L's, G-VBSM's, EDC's), for a protocol that trains on stored labels
     zca:object=None # A `ZCAWhiten` fitted on the real training images: for a protocol with norm='zca' (datm) or a ZCA-whitened set
     item_aug:bool|None=None # A set on disk: run the strategy's leading crop/flip/shuffle per item as the files are decoded (None: yes)
+    heldout:ImageSet|None=None # Real training images held out to select an epoch without the test set (`heldout_split`)
 
     def __post_init__(self):
         for k in ('dset', 'test'):
             if not isinstance(getattr(self, k), ImageSet):
                 raise InputTypeError(f"{k} must be a DistilledSet or ImageFiles, got {type(getattr(self, k)).__name__}.")
+        if self.heldout is not None and not isinstance(self.heldout, ImageSet):
+            raise InputTypeError(f"heldout must be a DistilledSet or ImageFiles (heldout_split(real_train, ...)), got {type(self.heldout).__name__}.")
         if isinstance(self.dset, ImageFiles): self.item_aug = True if self.item_aug is None else bool(self.item_aug)
         elif self.item_aug: raise InputError("item_aug augments files as they are decoded; this set is in memory (augmented on the device).")
         self.seed = check_int(self.seed, 'seed', 0)
@@ -124,7 +128,8 @@ class Run:
                     seed=self.seed, cell=self.cell, dls_kwargs=self.dls_kwargs or {},
                     **({} if self.replay is None else dict(replay=self.replay.fingerprint())),  # (absent without: earlier keys stay)
                     **({} if self.zca is None else dict(zca=fingerprint(self.zca, cache))),
-                    **({} if self.item_aug is None else dict(item_aug=self.item_aug)))  # (sets on disk only)
+                    **({} if self.item_aug is None else dict(item_aug=self.item_aug)),  # (sets on disk only)
+                    **({} if self.heldout is None else dict(heldout=fingerprint(self.heldout, cache))))
 
     def key(self, cache:dict|None=None) -> str:
         "The run's identity: a hash of `settings` (computed once: a run's settings do not change once it is made)."
@@ -134,16 +139,44 @@ class Run:
 
 # %% ../nbs/18_engine.ipynb #c0859b55
 class _EvalAt(Callback):
-    "Validate only after the given 1-based epochs; record hard accuracy there."
-    order = 70
-    def __init__(self, epochs): self.epochs, self.record = set(epochs), []
+    "Validate only after the given 1-based epochs; record the test accuracy and confusion there, and the held-out accuracy (`dls[2]`) that selects an epoch."
+    order = 70  # (after the recorder, before `Checkpoint`: an epoch's checkpoint holds its records)
+    def __init__(self, epochs, n_classes:int, heldout:bool=False):
+        self.epochs, self.n, self.heldout = set(epochs), n_classes, heldout
+        self.record, self.held, self.part, self.cm = [], [], 'test', None
+        self.cm_final = self.cm_selected = self.selected = None  # (selected: (epoch, held-out accuracy, test accuracy))
     def before_validate(self):
         self.skipped = self.epoch + 1 not in self.epochs
         if self.skipped: raise CancelValidException()
+        self.cm = torch.zeros(self.n * self.n, dtype=torch.long)
+    def after_batch(self):
+        if self.training or self.skipped or not len(self.yb): return
+        p, y = self.learn.to_detach(self.pred.argmax(-1)), self.learn.to_detach(self.yb[0])  # (gathered across processes)
+        self.cm += torch.bincount(y.long().cpu() * self.n + p.long().cpu(), minlength=self.n * self.n)
     def after_validate(self):  # (fastai calls it after a cancelled validation too)
-        if not self.skipped: self.record.append((self.epoch + 1, float(self.learn.recorder.metrics[0].value)))
-    def state_dict(self) -> dict: return dict(record=[list(r) for r in self.record])  # (continued by `Checkpoint`)
-    def load_state_dict(self, sd:dict): self.record = [(int(e), float(a)) for e, a in sd['record']]
+        if self.skipped: return
+        acc = float(self.learn.recorder.metrics[0].value)  # (the recorder's accuracy, reset and accumulated for each pass)
+        if self.part == 'heldout': self.held.append((self.epoch + 1, acc))
+        else: self.record.append((self.epoch + 1, acc)); self.cm_final = self.cm.view(self.n, self.n).clone()
+    def after_epoch(self):
+        "At a test epoch: the held-out set too (a validation pass of its own), and the epoch it selects so far (the first best)."
+        if self.epoch + 1 not in self.epochs or not self.heldout or self.skipped: return
+        self.part = 'heldout'
+        try:
+            with self.learn.validation_context(inner=True): self.learn._do_epoch_validate(dl=self.dls[2])
+        finally: self.part = 'test'
+        (e, h), (_, t) = self.held[-1], self.record[-1]
+        if self.selected is None or h > self.selected[1]: self.selected, self.cm_selected = (e, h, t), self.cm_final
+    def state_dict(self) -> dict:  # (continued by `Checkpoint`)
+        cm = lambda m: None if m is None else m.tolist()
+        return dict(record=[list(r) for r in self.record], held=[list(r) for r in self.held], selected=self.selected,
+                    cm_final=cm(self.cm_final), cm_selected=cm(self.cm_selected))
+    def load_state_dict(self, sd:dict):
+        self.record = [(int(e), float(a)) for e, a in sd['record']]
+        self.held = [(int(e), float(a)) for e, a in sd.get('held', [])]
+        self.selected = tuple(sd['selected']) if sd.get('selected') else None
+        cm = lambda m: None if m is None else torch.tensor(m, dtype=torch.long)
+        self.cm_final, self.cm_selected = cm(sd.get('cm_final')), cm(sd.get('cm_selected'))
 
 def protocol_norm(p, teacher, dset:DistilledSet) -> tuple:
     "(mean, std) of a run: the protocol's named statistics (`NORMS`), else the teacher's, else (None, None): the set's; a named set the teacher or the images contradict is refused."
@@ -167,8 +200,8 @@ def fit_run(run:Run, device=None, # Where it trains (default: fastai's default d
             checkpoint_every:int=10,
             workers:int|None=None, # Sets on disk: decoding processes (default: up to 8 CPU cores); the result does not depend on it
             decode:str='cpu' # Sets on disk: where the files are decoded, 'cpu' or 'device' (`DECODERS`; the run's item_aug must be off)
-           ) -> dict: # final_acc, best_acc, evals [(epoch, accuracy)], seconds
-    "Train one run from its seed to `Learner.fit`'s end; its test accuracies."
+           ) -> dict: # final_acc, best_acc, evals [(epoch, accuracy)], seconds; per_class, confusion; with a held-out set: heldout_selected_acc, selected_epoch, heldout_evals, confusion_selected
+    "Train one run from its seed to `Learner.fit`'s end; its test accuracies (and the one the held-out set selects)."
     p, world, rank = run.protocol, world_size(), rank_distrib()
     if world > 1: device = process_device(device)
     if p.sync_bn and process_device(device).type != 'cuda':
@@ -204,11 +237,12 @@ def fit_run(run:Run, device=None, # Where it trains (default: fastai's default d
     test_tfms = [ResizeCrop()] if p.test_tfm == 'resize-crop' else []
     dls = distilled_dls(run.dset, valid=run.test, bs=bs, aug=aug, device=device, mean=mean, std=std, seed=seed,
                         test_tfms=test_tfms, zca=run.zca, item_aug=item_aug, **(run.dls_kwargs or {}),
-                        num_workers=workers if any(isinstance(s, ImageFiles) for s in (run.dset, run.test)) else None, decode=decode)
+                        num_workers=workers if any(isinstance(s, ImageFiles) for s in (run.dset, run.test, run.heldout)) else None,
+                        decode=decode, heldout=run.heldout)
     arch = copy.deepcopy(run.arch) if isinstance(run.arch, nn.Module) else run.arch  # every run starts from the module's weights
     learn = distilled_learner(dls, arch, teacher=run.teacher, loss=run.loss, protocol=p, loss_kwargs=run.loss_kwargs,
                               arch_kwargs=run.arch_kwargs, seed=run.seed)
-    ev = _EvalAt(p.test_epochs()); learn.add_cbs([ev, *run.cbs, *L(cbs)])
+    ev = _EvalAt(p.test_epochs(), run.dset.n_classes, heldout=run.heldout is not None); learn.add_cbs([ev, *run.cbs, *L(cbs)])
     if run.replay is not None: learn.add_cb(FKDReplay(run.replay))
     ck = None
     if checkpoint is not None:
@@ -220,16 +254,21 @@ def fit_run(run:Run, device=None, # Where it trains (default: fastai's default d
         stack.enter_context(learn.no_bar()); stack.enter_context(learn.no_logging())
         learn.fit(p.epochs)
     accs = [a for _, a in ev.record]
-    return dict(final_acc=accs[-1], best_acc=max(accs), evals=ev.record, seconds=ck.elapsed if ck is not None else time.time() - t0,
-                checkpoint=ck.file if ck is not None else None)
+    out = dict(final_acc=accs[-1], best_acc=max(accs), evals=ev.record, seconds=ck.elapsed if ck is not None else time.time() - t0,
+               checkpoint=ck.file if ck is not None else None, confusion=ev.cm_final,
+               per_class=[round(float(a), 6) for a in per_class_accuracy(ev.cm_final)])
+    if ev.selected is not None:
+        out.update(heldout_selected_acc=ev.selected[2], selected_epoch=ev.selected[0], heldout_evals=ev.held, confusion_selected=ev.cm_selected)
+    return out
 
 # %% ../nbs/18_engine.ipynb #dfe97a32
 COLUMNS = ('key', 'data', 'test', 'teacher', 'arch', 'loss', 'refine', 'gamma', 'protocol', 'epochs', 'opt', 'lr', 'wd', 'bs',
            'seed', 'repeat', 'ipc', 'memory', 'stream', 'budget', 'order', 'steps', 'step', 'classes_seen', 'memory_size',
            'n_train', 'n_test', 'final_acc', 'best_acc', 'evals', 'seconds', 'settings', 'device', 'torch', 'fastai', 'gift_fastai',
-           'finished')
+           'finished', 'n_heldout', 'heldout_selected_acc', 'selected_epoch', 'heldout_evals', 'per_class')
+# (columns are only ever added, at the end: a store of an earlier version is read with them empty, and rewritten when a row is added)
 NUMERIC = ('ipc', 'gamma', 'epochs', 'lr', 'wd', 'bs', 'seed', 'repeat', 'budget', 'steps', 'step', 'classes_seen', 'memory_size',
-           'n_train', 'n_test', 'final_acc', 'best_acc', 'seconds')
+           'n_train', 'n_test', 'final_acc', 'best_acc', 'seconds', 'n_heldout', 'heldout_selected_acc', 'selected_epoch')
 
 def fmt(v) -> str:
     "How a value is written to (and compared in) `results.csv`: '' for none, `repr` for floats (exact), JSON for containers."
@@ -260,7 +299,10 @@ class ResultsStore:
         if not self.path.exists(): return []
         with open(self.path, newline='') as f:
             r = csv.DictReader(f); rows = list(r)
-        if tuple(r.fieldnames or ()) != COLUMNS:
+        cols = tuple(r.fieldnames or ())
+        if cols != COLUMNS:
+            if cols and cols == COLUMNS[:len(cols)] and 'key' in cols:  # an earlier version of this store: the columns added since, empty
+                return [{c: row.get(c, '') or '' for c in COLUMNS} for row in rows]
             raise InputError(f"{self.path} was written by an earlier gift-fastai (columns {', '.join((r.fieldnames or [])[:4])}..., no "
                              f"run keys), which this version cannot resume: start anew with another --out folder (or move "
                              f"results.csv away). Its rows stay readable for tables and plots with gift_fastai.engine.read_results.")
@@ -273,10 +315,13 @@ class ResultsStore:
     def add(self, row:dict) -> bool:
         "Append `row` (its values written with `fmt`) unless a row of its key is there; whether it was added."
         with self._lock():
-            if row['key'] in self.by_key(): return False
+            rows = self.rows()
+            if row['key'] in {r['key'] for r in rows}: return False
             old = self.path.read_text() if self.path.exists() else ''
             buf = io.StringIO(); w = csv.DictWriter(buf, COLUMNS, lineterminator='\n')
-            if not old: w.writeheader()
+            if old and old.split('\n', 1)[0] != ','.join(COLUMNS):  # an earlier version's columns: every row rewritten in these
+                old = ''; w.writeheader(); w.writerows(rows)
+            elif not old: w.writeheader()
             w.writerow({k: fmt(row.get(k)) for k in COLUMNS})
             _atomic_write(self.path, lambda tmp: Path(tmp).write_text(old + buf.getvalue()))
             return True
@@ -289,6 +334,20 @@ class ResultsStore:
         except Timeout: yield False; return
         try: yield True
         finally: lock.release()
+
+    def save_confusion(self, key:str, result:dict, classes:list) -> Path:
+        "Write run `key`'s confusion matrices (rows: true class, columns: predicted; at the final test, and at the epoch the held-out set selects) to confusion/<key>.json, atomically."
+        cm = lambda m: None if m is None else torch.as_tensor(m).tolist()
+        doc = dict(key=key, classes=list(classes), final=cm(result.get('confusion')), selected=cm(result.get('confusion_selected')),
+                   selected_epoch=result.get('selected_epoch'))
+        path = self.folder / 'confusion' / f'{key}.json'; path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(doc)))
+        return path
+
+    def confusion(self, key:str) -> dict|None:
+        "Run `key`'s confusion matrices as `save_confusion` wrote them (None for a run without)."
+        path = self.folder / 'confusion' / f'{key}.json'
+        return json.loads(path.read_text()) if path.exists() else None
 
     def checkpoint(self, key:str) -> Path|None:
         "The checkpoint folder of run `key` (None without checkpoints)."
@@ -347,7 +406,10 @@ def make_row(run:Run, key:str, result:dict, device, cache:dict|None=None) -> dic
             'seed': run.seed, 'n_train': len(run.dset), 'n_test': len(run.test), 'final_acc': float(result['final_acc']),
             'best_acc': float(result['best_acc']), 'evals': [list(e) for e in result.get('evals', [])],
             'seconds': round(float(result['seconds']), 2), 'settings': s, 'device': str(device),
-            'finished': time.strftime('%Y-%m-%dT%H:%M:%S'), **versions()}
+            'finished': time.strftime('%Y-%m-%dT%H:%M:%S'), **versions(), 'per_class': result.get('per_class'),
+            **({} if run.heldout is None else {'n_heldout': len(run.heldout), 'heldout_selected_acc': result.get('heldout_selected_acc'),
+                                               'selected_epoch': result.get('selected_epoch'),
+                                               'heldout_evals': [list(e) for e in result.get('heldout_evals', [])]})}
 
 def run_all(runs:list, # `Run`s
             store:ResultsStore|None=None, # Where rows go; runs it holds are not trained again
@@ -390,7 +452,9 @@ def run_all(runs:list, # `Run`s
                               checkpoint_every=max(1, store.checkpoint_every) if store is not None else 10, workers=workers,
                               decode=decode)
             row = make_row(run, k, res, dev, cache); row = {c: fmt(row.get(c)) for c in COLUMNS}
-            if store is not None and is_main(): store.add(row)
+            if store is not None and is_main():
+                if res.get('confusion') is not None: store.save_confusion(k, res, run.dset.classes)  # (before its row: a row's file is always there)
+                store.add(row)
             if res.get('checkpoint') is not None and Path(res['checkpoint']).exists(): Path(res['checkpoint']).unlink()
             if store is not None and is_main(): remove_empty(store.folder / 'checkpoints')
             rows[k] = row
@@ -403,7 +467,7 @@ def _item_aug(dset, settings:dict):
     if not isinstance(dset, ImageFiles): return settings.get('item_aug')
     return False if settings.get('decode') == 'device' and settings.get('item_aug') is None else settings.get('item_aug')
 
-_CALL_SETTINGS = ('loss_kwargs', 'arch_kwargs', 'names', 'teacher_check', 'labels', 'zca', 'workers', 'item_aug', 'decode')
+_CALL_SETTINGS = ('loss_kwargs', 'arch_kwargs', 'names', 'teacher_check', 'labels', 'zca', 'workers', 'item_aug', 'decode', 'heldout')
 
 def check_teacher_fits(teacher, # A teacher module or a list of them; None/'stored' (the set's soft labels): nothing to check
                        dset, # The distilled set it will label, or a list of them (a grid's)
@@ -443,7 +507,7 @@ def evaluate_distilled(dset:DistilledSet, # The distilled training set
                        out=None, # A folder or `ResultsStore`: rows recorded there, finished runs taken from it
                        device=None, cbs=None, # Where to train; extra callbacks (e.g. a progress display)
                        report=None, # Progress events, see `run_all`
-                       **overrides # Protocol settings to change (epochs, bs, opt, lr, wd, eval_every, aug, precision...); loss_kwargs, arch_kwargs; names (of data, test, teacher in the rows); teacher_check=False skips `check_teacher_fits`; labels: stored labels (`FKDLabels`) for 'sre2l-fkd'; zca: a `ZCAWhiten` for 'datm'; workers (decoding processes), item_aug and decode ('cpu', 'device': then item_aug is off) for sets on disk
+                       **overrides # Protocol settings to change (epochs, bs, opt, lr, wd, eval_every, aug, precision...); loss_kwargs, arch_kwargs; names (of data, test, teacher in the rows); teacher_check=False skips `check_teacher_fits`; labels: stored labels (`FKDLabels`) for 'sre2l-fkd'; zca: a `ZCAWhiten` for 'datm'; workers (decoding processes), item_aug and decode ('cpu', 'device': then item_aug is off) for sets on disk; heldout: real training images that select an epoch without the test set (`heldout_split`)
                       ) -> dict:
     "The protocol on one set: per-run final and best test accuracy, and their mean ± population std (per loss in `summary`)."
     p = get_protocol(protocol, **{k: v for k, v in overrides.items() if k not in _CALL_SETTINGS})
@@ -457,28 +521,50 @@ def evaluate_distilled(dset:DistilledSet, # The distilled training set
     if overrides.get('teacher_check', True): check_teacher_fits(teacher, dset, test, device)  # before anything trains
     runs = [Run(dset, test, teacher, arch, l, p, seed, overrides.get('loss_kwargs'), overrides.get('arch_kwargs'),
                 labels=dict(names, repeat=r), replay=overrides.get('labels'), zca=overrides.get('zca'),
-                item_aug=_item_aug(dset, overrides)) for l in losses for r, seed in enumerate(seed_list(seeds))]
+                item_aug=_item_aug(dset, overrides), heldout=overrides.get('heldout')) for l in losses for r, seed in enumerate(seed_list(seeds))]
     rows = run_all(runs, store, device=device, cbs=cbs, report=report, workers=overrides.get('workers'), decode=overrides.get('decode') or 'cpu')
     res = [dict(loss=r['loss'], repeat=run.labels['repeat'], seed=int(r['seed']), final_acc=float(r['final_acc']),
                 best_acc=float(r['best_acc']), evals=[tuple(e) for e in json.loads(r['evals'] or '[]')], seconds=float(r['seconds']),
-                key=r['key']) for run, r in zip(runs, rows)]  # (the repeat: this call's)
+                key=r['key'], per_class=json.loads(r['per_class']) if r.get('per_class') else None,
+                **({'heldout_selected_acc': float(r['heldout_selected_acc']), 'selected_epoch': int(r['selected_epoch'])}
+                   if r.get('heldout_selected_acc') else {})) for run, r in zip(runs, rows)]  # (the repeat: this call's)
     fin, best = np.array([x['final_acc'] for x in res]), np.array([x['best_acc'] for x in res])
-    return dict(runs=res, summary=summarise(res), final_mean=float(fin.mean()), final_std=float(fin.std()), best_mean=float(best.mean()),
+    native = runs[0].protocol.loss if runs[0].protocol.loss in {r['loss'] for r in res} else None  # (the paired comparisons' reference)
+    return dict(runs=res, summary=summarise(res, ref=native), ref=native, final_mean=float(fin.mean()), final_std=float(fin.std()), best_mean=float(best.mean()),
                 best_std=float(best.std()), loss=', '.join(map(_name, losses)), arch=_name(arch), protocol=runs[0].protocol.to_dict(),
                 note="best_acc is the best of the periodic test evaluations (test-set selection, as the paper reports); "
                      "final_acc involves no selection; std is the population std over runs (over every run for several losses: "
                      "see summary for each)")
 
 # %% ../nbs/18_engine.ipynb #77d9b5f6
-def summarise(runs:list) -> list:
-    "One row per loss: mean ± population std of final and best accuracy over its runs, and the seconds."
-    rows = []
+def summarise(runs:list, # Runs as `evaluate_distilled` gives them: loss, seed, final_acc, best_acc, seconds (heldout_selected_acc)
+              ref:str|None=None, # A loss to compare every other with, paired by seed (`paired_test` on final accuracy): the protocol's native loss
+              conf:float=0.95
+             ) -> list:
+    "One row per loss: mean ± population std of final, held-out-selected and best accuracy over its runs, the t interval of the final mean, the seconds; against `ref`: the paired difference, its interval, p and the seeds it needs."
+    rows, by = [], {}
     for loss in dict.fromkeys(r['loss'] for r in runs):
-        rs = [r for r in runs if r['loss'] == loss]
+        rs = by[loss] = [r for r in runs if r['loss'] == loss]
         fin, best = np.array([r['final_acc'] for r in rs]), np.array([r['best_acc'] for r in rs])
-        rows.append(dict(loss=loss, repeats=len(rs), final_mean=round(float(fin.mean()), 6), final_std=round(float(fin.std()), 6),
-                         best_mean=round(float(best.mean()), 6), best_std=round(float(best.std()), 6),
-                         seconds=round(float(sum(r['seconds'] for r in rs)), 1)))
+        ci = mean_ci(fin, conf)
+        row = dict(loss=loss, repeats=len(rs), final_mean=round(float(fin.mean()), 6), final_std=round(float(fin.std()), 6),
+                   best_mean=round(float(best.mean()), 6), best_std=round(float(best.std()), 6),
+                   seconds=round(float(sum(r['seconds'] for r in rs)), 1),
+                   final_ci=[round(ci['ci_low'], 6), round(ci['ci_high'], 6)] if len(rs) > 1 else None)
+        sel = [r.get('heldout_selected_acc') for r in rs]
+        if all(s is not None for s in sel):
+            sel = np.array(sel, dtype=float); row.update(heldout_mean=round(float(sel.mean()), 6), heldout_std=round(float(sel.std()), 6))
+        rows.append(row)
+    if ref is not None and ref in by:
+        seeds = lambda rs: {r['seed']: r['final_acc'] for r in rs}
+        for row in rows:
+            if row['loss'] == ref: continue
+            a, b = seeds(by[row['loss']]), seeds(by[ref])
+            common = sorted(set(a) & set(b))
+            if len(common) < 2: continue
+            t = paired_test([a[s] for s in common], [b[s] for s in common], conf)
+            row.update(ref=ref, diff=round(t['diff'], 6), diff_ci=[round(t['ci_low'], 6), round(t['ci_high'], 6)],
+                       p=round(t['p'], 6) if t['p'] == t['p'] else None, seeds_needed=t['seeds_needed'])
     return rows
 
 def _table_cells(t) -> tuple:
@@ -533,10 +619,12 @@ def write_tables(t, out, stem:str='summary') -> list:
 
 def write_results(out, runs:list, config:dict) -> dict:
     "Write results.json (config, runs, summary) and results.png (bars per loss) to `out`, each atomically."
-    out = Path(out); summary = summarise(runs)
+    out = Path(out); summary = summarise(runs, ref=config.get('ref'))
     res = dict(config=config, summary=summary, runs=runs,
-               note="best_acc: best of the periodic test evaluations (test-set selection, as the paper reports); "
-                    "final_acc: no selection; std: population std over repeats; every run is a row of results.csv")
+               note="final_acc: no selection; heldout_selected_acc: the test accuracy at the epoch the held-out real training images "
+                    "select; best_acc: best of the periodic test evaluations (test-set selection, as the paper reports); std: population "
+                    "std over repeats; final_ci: Student-t interval of the mean; diff/diff_ci/p/seeds_needed: paired by seed against ref "
+                    "(paired t test); every run is a row of results.csv")
     _atomic_write(out / 'results.json', lambda tmp: Path(tmp).write_text(json.dumps(res, indent=1)))
     _atomic_write(out / 'results.png', lambda tmp: bar_chart(summary, tmp, config.get('title', '')))
     return res

@@ -17,7 +17,7 @@ from .core import InputError, check_choice, check_int, check_gamma
 from .losses import loss_registry
 from .protocols import OPTIMIZERS, get_protocol, protocol_registry
 from .callbacks import Refine
-from .assets import asset_path, load_set, load_zca, first_per_class, check_same_classes, load_teacher_test, fit_teacher
+from .assets import asset_path, load_set, load_zca, first_per_class, check_same_classes, load_teacher_test, fit_teacher, load_heldout
 from .files import ImageFiles
 from .engine import Run, ResultsStore, run_all, fmt, pyplot, save_figure, check_teacher_fits
 
@@ -305,7 +305,10 @@ def grid_runs(cells:list, epochs:int|None=None, repeats:int=3, seed:int=0, teach
     check, arch_kwargs, real, download, data_path, budget, item_aug, test_labels, subset, teacher_arch = (overrides.pop(k, d) for k, d in (
         ('teacher_check', True), ('arch_kwargs', None), ('real', None), ('download', False), ('data_path', 'auto'), ('budget', None),
         ('item_aug', None), ('test_labels', None), ('subset', None), ('teacher_arch', None)))
+    heldout_spec, per_class = overrides.pop('heldout', None), overrides.pop('heldout_per_class', 100)
     sets, t, test_set, tname, testname = _load_all(cells, teacher, test, arch_kwargs, download, data_path, budget, test_labels, subset, teacher_arch)
+    heldout = None if heldout_spec is None else load_heldout(heldout_spec, next(iter(sets.values())), [test_set, *sets.values()], per_class,
+                                                             seed, download, budget)
     if check:  # before anything trains: the teacher labels the test set and every set of the grid
         check_teacher_fits(t, list({id(s): s for s in sets.values()}.values()), test_set, device)
     runs, ep, zca = [], {} if epochs is None else dict(epochs=epochs), None  # (None: each protocol's own epochs)
@@ -323,7 +326,7 @@ def grid_runs(cells:list, epochs:int|None=None, repeats:int=3, seed:int=0, teach
             runs.append(Run(dset, test_set, None if base.teacher == 'stored' else t, c['arch'], c['loss'], _cell_protocol(base, c['opt'], lr=c['lr'], wd=c['wd']),
                             seed + r, loss_kwargs=kw, arch_kwargs=arch_kwargs, cbs=cbs, cell=dict(refine=c['refine'], gamma=c['gamma'], ipc=c['ipc']),
                             labels=dict(data=label, teacher=tname, test=testname, repeat=r), zca=zca if whiten else None,
-                            item_aug=item_aug if isinstance(dset, ImageFiles) else None))
+                            item_aug=item_aug if isinstance(dset, ImageFiles) else None, heldout=heldout))
     if real is not None and zca is None:
         raise InputError("real training images were given to fit a ZCA whitening, but no cell whitens (protocol datm, norm 'zca' or "
                          "DATM's images): leave them out (--real).")
