@@ -61,7 +61,7 @@ docs: $(STAMP)
 # The built site in headless Chromium (Debian's chromium, driven by Playwright): pages, links, images, signatures, math,
 # search; screenshots in _docs/screenshots/.
 docs-check: docs
-	$(BIN)/python -m pytest -p no:cacheprovider docs/test_site.py
+	$(BIN)/python -m pytest -p no:cacheprovider docs/test_site.py docs/test_report.py
 
 # Every notebook under nbdev-test, then the pytest suite. Only fastai's two import-time warnings
 # (torch.jit.script's deprecation, pandas' mode.chained_assignment) are filtered

@@ -8,7 +8,7 @@ Docs: https://gift-fastai.github.io/gift-fastai/all.html.md"""
 __all__ = []
 
 # %% ../nbs/99_all.ipynb #8c5908e8
-from . import core, protocols, losses, augment, models, data, callbacks, checkpoint, learner, engine, teachers, distill, datasets, distributed, assets, experiments, continual, replay, files, imagenet, stats
+from . import core, protocols, losses, augment, models, data, callbacks, checkpoint, learner, engine, teachers, distill, datasets, distributed, assets, experiments, continual, replay, files, imagenet, stats, report
 from .core import *
 from .protocols import *
 from .losses import *
@@ -30,4 +30,5 @@ from .replay import *
 from .files import *
 from .imagenet import *
 from .stats import *
-__all__ = [n for m in (core, protocols, losses, augment, models, data, callbacks, checkpoint, learner, engine, teachers, distill, datasets, distributed, assets, experiments, continual, replay, files, imagenet, stats) for n in m.__all__]  # a star import of this module re-exports every module's names
+from .report import *
+__all__ = [n for m in (core, protocols, losses, augment, models, data, callbacks, checkpoint, learner, engine, teachers, distill, datasets, distributed, assets, experiments, continual, replay, files, imagenet, stats, report) for n in m.__all__]  # a star import of this module re-exports every module's names

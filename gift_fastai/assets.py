@@ -7,7 +7,7 @@ Docs: https://gift-fastai.github.io/gift-fastai/assets.html.md"""
 # %% auto #0
 __all__ = ['ASSETS', 'format_registry', 'asset_path', 'load_default', 'detect_format', 'load_set', 'first_per_class',
            'check_device', 'check_same_classes', 'load_teachers', 'load_teacher_test', 'fit_teacher', 'load_inputs',
-           'load_real', 'load_heldout', 'load_stream', 'load_zca']
+           'load_real', 'load_heldout', 'load_stream', 'load_zca', 'load_real_train']
 
 # %% ../nbs/17_assets.ipynb #19ec4c7f
 from importlib import resources
@@ -284,11 +284,20 @@ def load_zca(real, # The real training images: a set file or folder, or a datase
              download:bool=False, eps:float=0.1
             ) -> ZCAWhiten:
     "The ZCA whitening of a run (protocol datm, or DATM's whitened images), fitted on the real training images as DATM does (eps 0.1)."
+    return ZCAWhiten.fit(load_real_train(real, like, test, download, 'ZCA whitening is fitted on them (DATM: the full train split)'), eps=eps)
+
+def load_real_train(real, # The real training images: a set file or folder, or a dataset NAME or NAME:PATH (its train split)
+                    like:ImageSet, # The distilled set: the class list (and image shape) they must share
+                    test=None, # When `real` is None: the test set's spec, whose train split is used if it names a dataset
+                    download:bool=False,
+                    why:str='the baselines are drawn from them' # What they are for, in the message when none were given
+                   ) -> ImageSet:
+    "The real training images a command needs (`--real`: ZCA whitening, the random and full baselines), checked against the set."
     from gift_fastai import datasets
     if real is None:
         if test is None or Path(str(test)).exists() or datasets.dataset_spec(str(test)) is None:
-            raise InputError("ZCA whitening is fitted on the real training images (DATM: the full train split), and none were given: "
-                             "give them with --real NAME, NAME:PATH or a set (in Python: load_zca(real, like) or ZCAWhiten.fit(train)).")
+            raise InputError(f"real training images are needed ({why}), and none were given: give them with --real NAME, NAME:PATH "
+                             f"or a set (in Python: real=...).")
         real = test
-    r = check_same_classes(load_set(real, '--real', split='train', download=download, channels=like.shape[0]), like, '--real')
-    return ZCAWhiten.fit(r, eps=eps)
+    return check_same_classes(load_set(real, '--real', split='train', download=download, channels=like.shape[0], classes=like.classes),
+                              like, '--real')

@@ -24,9 +24,11 @@ from .losses import loss_registry
 from .protocols import Protocol, get_protocol, protocol_registry, NORMS
 from .replay import FKDLabels
 from .data import DistilledSet
-from .assets import asset_path, load_inputs, load_real, load_heldout, load_stream, load_set, load_zca, check_device, check_same_classes, format_registry
+from .assets import asset_path, load_inputs, load_real, load_real_train, load_heldout, load_stream, load_set, load_zca, check_device, check_same_classes, format_registry
 from .files import ImageFiles
-from .engine import ResultsStore, evaluate_distilled, write_results, write_tables
+from .engine import ResultsStore, evaluate_distilled, write_results, write_tables, BASELINES
+from .stats import storage, compress_soft
+from .report import write_report
 from .models import FITS
 from .distributed import is_main, world_size
 
@@ -42,7 +44,8 @@ def add_input_args(p:argparse.ArgumentParser, one_set:bool=True, # Also --data a
                    real:bool=False, # Also --real (the real training images a ZCA whitening is fitted on: gift-eval, gift-ablate)
                    imagenet:bool=False, # Also --test-labels, --subset, --teacher-arch (ImageNet's layouts and teachers: gift-eval, gift-ablate)
                    disk:bool=False, # Also --data-path, --memory-budget, --workers, --decode, --device-aug (sets on disk: gift-eval, gift-ablate)
-                   heldout:bool=False # Also --heldout, --heldout-per-class (selection without the test set: gift-eval, gift-ablate)
+                   heldout:bool=False, # Also --heldout, --heldout-per-class (selection without the test set: gift-eval, gift-ablate)
+                   baselines:bool=False # Also --baselines (trained beside the evaluated losses: gift-eval)
                   ) -> argparse.ArgumentParser:
     "Add the inputs: --teacher and --test (the embedded ones by default), and --data and --ipc for a command on one set."
     if one_set:
@@ -84,13 +87,21 @@ def add_input_args(p:argparse.ArgumentParser, one_set:bool=True, # Also --data a
                        "implies --device-aug)")
         p.add_argument('--device-aug', action='store_true', help="a set on disk is cropped and flipped on the device, batch by "
                        "batch, as a set in memory (default: each file as it is decoded, on the CPU, with albumentations)")
+    if baselines:
+        from gift_fastai.engine import BASELINES
+        p.add_argument('--baselines', default=None, help=f"baselines trained in the same run with the same protocol and seeds, a comma "
+                       f"list of {', '.join(BASELINES)}: random real subsets at the set's IPC, the set with hard labels (ce), a student on "
+                       f"the real training images (ce, as long as the protocol's epochs), the teacher's test accuracy; random and full "
+                       f"read the real training images from --real (default: the train split of a dataset-named --test; for the embedded set, "
+                       f"Fashion-MNIST's); with random, "
+                       f"hard and full the table adds DD-Ranking's label-robust score")
     if heldout:
         p.add_argument('--heldout', default=None, help="real training images to select an epoch on without the test set: a set file "
                        "or folder, or a dataset NAME or NAME:PATH (its train split); a seeded, class-balanced sample (never an image of "
                        "--test or --data) is tested with the test set, and each run reports the test accuracy at the epoch it selects")
         p.add_argument('--heldout-per-class', type=int, default=100, help="images per class in the --heldout sample")
     if real:
-        p.add_argument('--real', default=None, help="real training images the ZCA whitening of --protocol datm (or of DATM's whitened "
+        p.add_argument('--real', default=None, help="real training images: those the random and full --baselines are drawn from, and those the ZCA whitening of --protocol datm (or of DATM's whitened "
                        "images) is fitted on: a set file, or a dataset NAME or NAME:PATH (its train split) (default: the train split of "
                        "--test when it names a dataset)")
     return add_download_arg(p)
@@ -269,11 +280,12 @@ def results_table(summary:list, title:str=''):
         ('best acc (%)*', 'right')] + ([(f'Δ final vs {ref} (95% CI)', 'right'), ('p', 'right'), ('seeds needed', 'right')] if ref else []) + [
         ('runs', 'right'), ('seconds', 'right')]
     for c, j in cols: t.add_column(c, justify=j)
-    top = max(r['final_mean'] for r in summary)
+    top = max(r['final_mean'] for r in summary if not r.get('baseline'))
     pm = lambda m, s: f"{100 * m:.2f} ± {100 * s:.2f}"
     for r in summary:
         fin = pm(r['final_mean'], r['final_std'])
-        cells = [r['loss'], f"[bold]{fin}[/bold]" if r['final_mean'] == top else fin]
+        name = f"{r['baseline']} baseline: {r['loss']}" if r.get('baseline') else r['loss']
+        cells = [name, f"[bold]{fin}[/bold]" if r['final_mean'] == top and not r.get('baseline') else fin]
         if held: cells.append(pm(r['heldout_mean'], r['heldout_std']) if 'heldout_mean' in r else '')
         cells.append(pm(r['best_mean'], r['best_std']))
         if ref:
@@ -281,7 +293,7 @@ def results_table(summary:list, title:str=''):
                 cells += [f"{100 * r['diff']:+.2f} ({100 * r['diff_ci'][0]:+.2f}, {100 * r['diff_ci'][1]:+.2f})",
                           '' if r['p'] is None else f"{r['p']:.3f}",
                           'no difference' if r['diff'] == 0 else str(r['seeds_needed'] or '>10000')]
-            else: cells += ['ref' if r['loss'] == ref else '', '', '']
+            else: cells += ['ref' if r['loss'] == ref and not r.get('baseline') else '', '', '']
         t.add_row(*cells, str(r['repeats']), f"{r['seconds']:.0f}")
     t.caption = ("* best of the periodic tests: test-set selection, as in the paper" + (
         "; held-out selected: the test accuracy at the epoch held-out real training images select" if held else '') + (
@@ -309,8 +321,14 @@ def eval_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='gift-eval', description="Train students on a distilled set with soft-label losses "
         "(the teacher relabels every augmented batch) and report test accuracy. With no arguments: the embedded "
         "Fashion-MNIST RDED set (IPC 10), GIFT vs KL.", formatter_class=HelpFormatter)
-    add_input_args(p, labels=True, real=True, imagenet=True, disk=True, heldout=True)
+    add_input_args(p, labels=True, real=True, imagenet=True, disk=True, heldout=True, baselines=True)
+    p.add_argument('--soft-dtype', default='fp32', choices=['fp32', 'fp16'], help="the precision the set's stored soft labels are "
+                   "kept in, for a protocol that trains on them (datm): fp16 rounds them as half-precision storage would")
+    p.add_argument('--soft-topk', type=int, default=None, help="keep the K largest probabilities of each stored soft label (the rest "
+                   "spread evenly over the other classes), as top-K storage would; the storage line counts the bytes")
     p.add_argument('--out', default=None, help="output folder (default: a new gift-eval-<time> folder here); re-running into it skips finished runs")
+    p.add_argument('--report', action='store_true', help="also write <out>/report.html: one self-contained page (settings, results with "
+                   "intervals and paired tests, baselines, accuracy curves with seed bands, confusion matrices, per-class accuracy, storage)")
     return add_resume_args(add_speed_args(add_protocol_args(p)))
 
 def gift_eval(argv=None) -> int:
@@ -338,10 +356,22 @@ def _gift_eval(args) -> int:
     settings.update(workers=args.workers, item_aug=False if args.device_aug else None, decode=args.decode)
     if args.heldout is not None:
         settings['heldout'] = load_heldout(args.heldout, dset, [dset, test], args.heldout_per_class, args.seed, args.download, args.memory_budget)
+    if args.soft_dtype != 'fp32' or args.soft_topk is not None:
+        if not stored or args.labels is not None:
+            raise InputError("--soft-dtype/--soft-topk compress the set's stored soft labels, which only a protocol that trains on them reads "
+                             "(datm, or --teacher stored); this one relabels with the teacher (or replays --labels files): drop them.")
+        dset = compress_soft(dset, args.soft_dtype, args.soft_topk)
+    st = storage(dset, None if stored else teacher, labels=settings.get('labels'), dtype=args.soft_dtype, topk=args.soft_topk, soft=stored)
+    bl = comma_list(args.baselines, '--baselines', 'random,hard') if args.baselines else []
+    if bl: settings['baselines'] = [check_choice(b, BASELINES, 'baseline') for b in bl]
+    if {'random', 'full'} & set(bl):  # (the embedded set's real training images: Fashion-MNIST's train split, where it is installed)
+        embedded = args.data is None and args.test is None and args.real is None
+        settings['real'] = load_real_train('fashion-mnist' if embedded else args.real, dset, args.test, args.download)
     if proto.norm == 'zca' or dset.space == 'zca': settings['zca'] = load_zca(args.real, dset, args.test, args.download)
-    elif args.real is not None:
-        raise InputError(f"--real fits a ZCA whitening, but --protocol {proto.name} normalises with {proto.norm!r} statistics and the set is "
-                         f"{dset.space}: drop --real, or use --protocol datm (or --norm zca).")
+    elif args.real is not None and not {'random', 'full'} & set(bl):
+        raise InputError(f"--real gives the real training images of a ZCA whitening or of the random and full baselines, but --protocol "
+                         f"{proto.name} normalises with {proto.norm!r} statistics and no such baseline was asked for: drop --real, or add "
+                         f"--baselines random,full (or use --protocol datm).")
     meta, out = getattr(teacher, 'teacher_meta', {}) or {}, store.folder
     console = Console(quiet=not is_main())  # in a launch of several processes only rank 0 prints and writes
     title = ' · '.join(v for v in (dset.meta.get('source'), ' '.join(filter(None, (dset.meta.get('method'), f"IPC {int(dset.class_counts.min())}"))),
@@ -358,10 +388,21 @@ def _gift_eval(args) -> int:
     config = dict(vars(args), data=str(args.data or asset_path('data')), test=str(args.test or asset_path('test')), teacher=str(tpath),
                   losses=losses, n_train=len(dset), n_test=len(test), classes=dset.classes, set_meta=dset.meta,
                   teacher_acc=meta.get('valid_acc'), title=title, torch=torch.__version__, processes=world_size(),
-                  protocol=res['protocol'], ref=res['ref'])
+                  protocol=res['protocol'], ref=res['ref'], baselines=bl, teacher_acc_test=res.get('teacher_acc'), scores=res.get('scores'),
+                  storage=st)
     summary = write_results(out, res['runs'], config)['summary']
     table = results_table(summary, title); console.print(table)
+    mb = lambda b: f"{b / 1e6:.2f} MB" if b >= 1e5 else f"{b / 1e3:.1f} kB"
+    parts = [f"images {mb(st['images'])} ({st['images_as']})"] + ([f"soft labels {mb(st['soft_labels'])} ({st['soft_as']})"] if st['soft_labels'] else []) + (
+        [f"stored labels {mb(st['stored_labels'])} (files)"] if st['stored_labels'] else []) + ([f"teacher {mb(st['teacher'])} (online)"] if st['teacher'] else [])
+    console.print(f"storage: {', '.join(parts)}; total {mb(st['total'])}")
+    if res.get('teacher_acc') is not None:
+        ta = res['teacher_acc']
+        console.print(f"teacher on the test set: {', '.join(f'{100 * a:.2f}%' for a in (ta if isinstance(ta, list) else [ta]))}")
+    for l, s in (res.get('scores') or {}).items():
+        console.print(f"DD-Ranking's label-robust score of {l} (on fractions): LRS {s['lrs']:.4f} (HLR {100 * s['hlr']:+.2f}, IOR {100 * s['ior']:+.2f} points)")
     tables = write_tables(table, out, 'results')
+    if args.report: tables.append(write_report(out, res, config, store, classes=dset.classes, storage=st, title=title))
     console.print(f"wrote {store.path} ({len(store.rows())} runs), {out / 'results.json'}, {out / 'results.png'}, "
                   f"{', '.join(p.name for p in tables)} in {time.time() - t0:.0f} s")
     return 0

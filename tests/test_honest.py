@@ -65,3 +65,66 @@ def test_gift_ablate_takes_heldout(files, tmp_path, capsys):
     assert gift_ablate(args) == 0, capsys.readouterr().err
     rows = list(csv.DictReader(open(tmp_path / 'g' / 'results.csv')))
     assert len(rows) == 2 and all(r['n_heldout'] == '20' and r['heldout_selected_acc'] for r in rows)
+
+
+def test_gift_eval_trains_baselines_in_the_same_run(files, tmp_path, capsys):
+    "--baselines random,hard,full,teacher: the baselines' rows beside the evaluated losses, the teacher's accuracy and DD-Ranking's LRS."
+    real = _real(files, tmp_path)
+    args = ['--data', files['data'], '--test', files['test'], '--teacher', files['teacher'], '--loss', 'gift,kl', '--epochs', '2',
+            '--eval-every', '1', '--repeats', '2', '--baselines', 'random,hard,full,teacher', '--real', str(real), '--out', str(tmp_path / 'b')]
+    assert gift_eval(args) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert 'teacher on the test set:' in out and "label-robust score of gift" in out, out
+    rows = list(csv.DictReader(open(tmp_path / 'b' / 'results.csv')))
+    kinds = sorted((r['baseline'], r['loss']) for r in rows)
+    assert kinds == sorted([('', 'gift')] * 2 + [('', 'kl')] * 2 + [('random', 'gift')] * 2 + [('random', 'kl')] * 2 +
+                           [('hard', 'ce')] * 2 + [('full', 'ce')] * 2), kinds
+    assert {r['n_train'] for r in rows if r['baseline'] == 'random'} == {'20'}        # IPC 5 × 4 classes, as the set
+    test = DistilledSet.load(files['test'])
+    assert {r['n_train'] for r in rows if r['baseline'] == 'full'} == {str(60 + 20)}  # the real images but the test set's copies
+    cfg = json.loads((tmp_path / 'b' / 'results.json').read_text())['config']
+    mean = lambda b, l: np.mean([float(r['final_acc']) for r in rows if r['baseline'] == b and r['loss'] == l])
+    from gift_fastai.stats import label_robust_score
+    want = label_robust_score(mean('full', 'ce'), mean('hard', 'ce'), mean('', 'gift'), mean('random', 'gift'))['lrs']
+    assert abs(cfg['scores']['gift']['lrs'] - want) < 1e-5 and 0 <= cfg['scores']['gift']['lrs'] <= 1
+    from gift_fastai.teachers import check_teacher, load_teacher
+    assert cfg['teacher_acc_test'] == check_teacher(load_teacher(files['teacher']), test, warn=False).accuracy
+    no_real = [a for a in args if a not in ('--real', str(real))]
+    no_real[no_real.index('--out') + 1] = str(tmp_path / 'c')
+    assert gift_eval(no_real) == 2 and 'real training images are needed' in capsys.readouterr().err
+
+
+def test_storage_of_stored_labels_and_their_compression(files, tmp_path, capsys):
+    "--soft-dtype/--soft-topk on a protocol that trains on the set's stored logits (datm): the storage line and config count them."
+    from gift_fastai.teachers import load_teacher, store_soft_labels
+    from gift_fastai.stats import soft_bytes
+    dset = store_soft_labels(DistilledSet.load(files['data']), load_teacher(files['teacher']))
+    dset.meta['lr'] = 0.01  # (DATM's learned lr, which its protocol trains at)
+    soft = dset.save(tmp_path / 'soft.safetensors')
+    args = ['--data', str(soft), '--test', files['test'], '--protocol', 'datm', '--real', str(_real(files, tmp_path)), '--epochs', '2',
+            '--repeats', '1']
+    assert gift_eval(args + ['--soft-dtype', 'fp16', '--soft-topk', '2', '--out', str(tmp_path / 's')]) == 0, capsys.readouterr().err
+    assert 'soft labels' in capsys.readouterr().out
+    st = json.loads((tmp_path / 's' / 'results.json').read_text())['config']['storage']
+    assert st['images'] == 20 * 1 * 16 * 16 and st['soft_labels'] == soft_bytes(20, 4, 'fp16', 2) == 20 * 2 * 4 and st['teacher'] == 0
+    assert gift_eval(args + ['--out', str(tmp_path / 'f')]) == 0
+    st32 = json.loads((tmp_path / 'f' / 'results.json').read_text())['config']['storage']
+    assert st32['soft_labels'] == 20 * 4 * 4
+    k = [next(csv.DictReader(open(tmp_path / o / 'results.csv')))['key'] for o in 'sf']
+    assert k[0] != k[1]   # other labels, another run
+    assert gift_eval(['--data', files['data'], '--test', files['test'], '--teacher', files['teacher'], '--soft-topk', '2', '--epochs', '2',
+                      '--out', str(tmp_path / 'x')]) == 2
+    assert 'only a protocol that trains on them reads' in capsys.readouterr().err
+
+
+def test_the_embedded_set_in_one_command(tmp_path, capsys):
+    "`gift-eval --baselines random,hard --report` on the embedded set: its real training images are Fashion-MNIST's train split."
+    import pytest
+    from gift_fastai.datasets import DEBIAN_FASHION_MNIST
+    if not (DEBIAN_FASHION_MNIST / 'train-images-idx3-ubyte.gz').exists():
+        pytest.skip("Fashion-MNIST is not installed here (apt-get install dataset-fashion-mnist, as CI does)")
+    assert gift_eval(['--baselines', 'random,hard', '--report', '--epochs', '2', '--eval-every', '1', '--repeats', '1',
+                      '--out', str(tmp_path / 'e')]) == 0, capsys.readouterr().err
+    rows = list(csv.DictReader(open(tmp_path / 'e' / 'results.csv')))
+    assert sorted((r['baseline'], r['loss']) for r in rows) == [('', 'gift'), ('', 'kl'), ('hard', 'ce'), ('random', 'gift'), ('random', 'kl')]
+    assert (tmp_path / 'e' / 'report.html').exists()
