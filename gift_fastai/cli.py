@@ -431,7 +431,8 @@ def ablate_parser() -> argparse.ArgumentParser:
     a('--preset', default=None, choices=list(PRESETS), help="one of the paper's studies; axes given too replace or extend it")
     add_input_args(p, one_set=False, real=True, imagenet=True, disk=True, heldout=True)
     add_protocol_args(p, "epochs per run (default: each protocol's: gift 1000, rded 300, ...)", "runs per cell, seeds seed..seed+repeats-1", one_cell=False)
-    a('--metric', default='final', choices=['final', 'best'], help="what the table and plots show (best: test-set selection)")
+    a('--metric', default='final', choices=['final', 'best', 'heldout'], help="what the table and plots show (best: test-set "
+      "selection; heldout: the test at the epoch --heldout images select)")
     a('--out', default='gift-ablate', help="output folder; re-running with the same folder skips finished runs")
     a('--dry-run', action='store_true', help="print the runs and exit")
     return add_resume_args(add_speed_args(p), 'runs of the grid')

@@ -65,6 +65,14 @@ def test_gift_ablate_takes_heldout(files, tmp_path, capsys):
     assert gift_ablate(args) == 0, capsys.readouterr().err
     rows = list(csv.DictReader(open(tmp_path / 'g' / 'results.csv')))
     assert len(rows) == 2 and all(r['n_heldout'] == '20' and r['heldout_selected_acc'] for r in rows)
+    summ = list(csv.DictReader(open(tmp_path / 'g' / 'summary.csv')))
+    assert all(abs(float(s['heldout_mean']) - 100 * float(r['heldout_selected_acc'])) < 1e-3 for s, r in
+               zip(sorted(summ, key=lambda s: s['loss']), sorted(rows, key=lambda r: r['loss'])))
+    assert gift_ablate(args + ['--metric', 'heldout']) == 0   # (the same grid, from its store: the table of held-out selection)
+    assert 'heldout = the test accuracy at the epoch' in (tmp_path / 'g' / 'summary.md').read_text()
+    no_held = [a for a in args if a not in ('--heldout', str(real), '--heldout-per-class', '5')]
+    no_held[no_held.index('--out') + 1] = str(tmp_path / 'h')
+    assert gift_ablate(no_held + ['--metric', 'heldout']) == 2 and "needs runs with held-out images" in capsys.readouterr().err
 
 
 def test_gift_eval_trains_baselines_in_the_same_run(files, tmp_path, capsys):
