@@ -91,10 +91,11 @@ def add_input_args(p:argparse.ArgumentParser, one_set:bool=True, # Also --data a
         from gift_fastai.engine import BASELINES
         p.add_argument('--baselines', default=None, help=f"baselines trained in the same run with the same protocol and seeds, a comma "
                        f"list of {', '.join(BASELINES)}: random real subsets at the set's IPC, the set with hard labels (ce), a student on "
-                       f"the real training images (ce, as long as the protocol's epochs), the teacher's test accuracy; random and full "
+                       f"the real training images (ce, as long as the protocol's epochs), the set (and the random subsets) without "
+                       f"augmentation, the teacher's test accuracy; random and full "
                        f"read the real training images from --real (default: the train split of a dataset-named --test; for the embedded set, "
                        f"Fashion-MNIST's); with random, "
-                       f"hard and full the table adds DD-Ranking's label-robust score")
+                       f"hard and full the table adds DD-Ranking's label-robust score, with random and noaug its augmentation-robust score")
     if heldout:
         p.add_argument('--heldout', default=None, help="real training images to select an epoch on without the test set: a set file "
                        "or folder, or a dataset NAME or NAME:PATH (its train split); a seeded, class-balanced sample (never an image of "
@@ -400,7 +401,8 @@ def _gift_eval(args) -> int:
         ta = res['teacher_acc']
         console.print(f"teacher on the test set: {', '.join(f'{100 * a:.2f}%' for a in (ta if isinstance(ta, list) else [ta]))}")
     for l, s in (res.get('scores') or {}).items():
-        console.print(f"DD-Ranking's label-robust score of {l} (on fractions): LRS {s['lrs']:.4f} (HLR {100 * s['hlr']:+.2f}, IOR {100 * s['ior']:+.2f} points)")
+        if 'lrs' in s: console.print(f"DD-Ranking's label-robust score of {l} (on fractions): LRS {s['lrs']:.4f} (HLR {100 * s['hlr']:+.2f}, IOR {100 * s['ior']:+.2f} points)")
+        if 'ars' in s: console.print(f"DD-Ranking's augmentation-robust score of {l} (on fractions): ARS {s['ars']:.4f} (β {100 * s['beta']:+.2f} points)")
     tables = write_tables(table, out, 'results')
     if args.report: tables.append(write_report(out, res, config, store, classes=dset.classes, storage=st, title=title))
     console.print(f"wrote {store.path} ({len(store.rows())} runs), {out / 'results.json'}, {out / 'results.png'}, "

@@ -30,7 +30,7 @@ from .replay import FKDReplay
 from .learner import distilled_learner
 from .checkpoint import Checkpoint, run_checkpoints, remove_empty
 from .distributed import world_size, is_main, per_process_bs, process_device
-from .stats import per_class_accuracy, mean_ci, paired_test, label_robust_score
+from .stats import per_class_accuracy, mean_ci, paired_test, label_robust_score, aug_robust_score
 
 # %% ../nbs/18_engine.ipynb #480d171a
 def fingerprint(obj, cache:dict|None=None) -> str:
@@ -475,6 +475,8 @@ BASELINES = {'random': "a random real subset at the set's IPC, drawn for each se
                        "test image), trained with the same protocol, losses and teacher (DD-Ranking's random baseline)",
              'hard': "the distilled set with its hard labels only (loss ce), same protocol: what the soft labels add",
              'full': "a student on all the real training images (but the held-out ones) with hard labels (loss ce), same protocol",
+             'noaug': "the set (and, with random, the random subsets) trained without augmentation or mixing: with random, DD-Ranking's "
+                      "augmentation-robust score",
              'teacher': "the teacher's own accuracy on the test set (no training)"}
 
 def teacher_accuracy(teacher, # A teacher module, or a list (an ensemble: each one's)
@@ -487,15 +489,18 @@ def teacher_accuracy(teacher, # A teacher module, or a list (an ensemble: each o
     accs = [check_teacher(t, test, warn=False).accuracy for t in ts]
     return accs[0] if len(accs) == 1 else accs
 
-def robust_scores(runs:list # Runs as `evaluate_distilled` gives them, with the random, hard and full baselines
-                 ) -> dict: # per evaluated loss: DD-Ranking's hlr, ior, alpha, lrs
-    "DD-Ranking's label-robust score of each evaluated loss, from the mean final accuracies (fractions) of the runs and their baselines."
+def robust_scores(runs:list # Runs as `evaluate_distilled` gives them, with their baselines
+                 ) -> dict: # per evaluated loss: DD-Ranking's hlr, ior, alpha, lrs (random, hard, full) and beta, ars (random, noaug)
+    "DD-Ranking's label-robust and augmentation-robust scores of each evaluated loss, from the mean final accuracies (fractions) of the runs and their baselines."
     mean = lambda b, l: np.mean([r['final_acc'] for r in runs if r.get('baseline') == b and r['loss'] == l] or [np.nan])
     real_hard, syn_hard, out = mean('full', 'ce'), mean('hard', 'ce'), {}
     for l in dict.fromkeys(r['loss'] for r in runs if r.get('baseline') is None):
-        rdm = mean('random', l)
-        if not np.isnan([real_hard, syn_hard, rdm]).any():
-            out[l] = {k: round(v, 6) for k, v in label_robust_score(real_hard, syn_hard, mean(None, l), rdm).items()}
+        s = {}
+        if not np.isnan([real_hard, syn_hard, mean('random', l)]).any():
+            s.update(label_robust_score(real_hard, syn_hard, mean(None, l), mean('random', l)))
+        if not np.isnan([mean('random', l), mean('noaug', l), mean('random-noaug', l)]).any():
+            s.update(aug_robust_score(mean(None, l), mean('random', l), mean('noaug', l), mean('random-noaug', l)))
+        if s: out[l] = {k: round(v, 6) for k, v in s.items()}
     return out
 
 def baseline_runs(dset:ImageSet, test:ImageSet, teacher, arch, losses:list, protocol, seeds,
@@ -515,14 +520,17 @@ def baseline_runs(dset:ImageSet, test:ImageSet, teacher, arch, losses:list, prot
         if pool.classes != dset.classes: raise InputError(f"the real images have classes {pool.classes[:3]}... but the set {dset.classes[:3]}...: one class list.")
         pool.mean, pool.std = dset.stats  # (normalised as the distilled set, whatever the protocol's rule: a comparison of data alone)
     ipc, names, runs = int(dset.class_counts.max()), dict(names or {}), []
-    run = lambda s, l, seed, r, b, data: Run(s, test, teacher, arch, l, protocol, seed, cell=dict(baseline=b), heldout=heldout,
-                                            labels=dict(names, repeat=r, data=data), **kwargs)
+    plain = get_protocol(protocol).replace(aug=None, aug_kwargs=(), mix=None)  # (DD-Ranking's "no augmentation": resize and normalise only)
+    run = lambda s, l, seed, r, b, data, p=protocol: Run(s, test, teacher, arch, l, p, seed, cell=dict(baseline=b), heldout=heldout,
+                                                        labels=dict(names, repeat=r, data=data), **kwargs)
     for r, seed in enumerate(seed_list(seeds)):
         if 'random' in bl:
             sub = random_subset(pool, ipc, seed=seed)
             if isinstance(sub, ImageFiles): sub = sub.load(dset.shape[1:], crop=True)
             sub.mean, sub.std = dset.stats
             runs += [run(sub, l, seed, r, 'random', f"random ipc={ipc} seed={seed}") for l in losses]
+            if 'noaug' in bl: runs += [run(sub, l, seed, r, 'random-noaug', f"random ipc={ipc} seed={seed}", plain) for l in losses]
+        if 'noaug' in bl: runs += [run(dset, l, seed, r, 'noaug', names.get('data', 'data'), plain) for l in losses]
         if 'hard' in bl: runs.append(run(dset, 'ce', seed, r, 'hard', names.get('data', 'data')))
         if 'full' in bl: runs.append(run(pool, 'ce', seed, r, 'full', f"real train ({len(pool)})"))
     return runs
@@ -594,7 +602,7 @@ def evaluate_distilled(dset:DistilledSet, # The distilled training set
     native = runs[0].protocol.loss if runs[0].protocol.loss in {r['loss'] for r in main} else None  # (the paired comparisons' reference)
     extra = {}
     if 'teacher' in bl and teacher is not None and not isinstance(teacher, str): extra['teacher_acc'] = teacher_accuracy(teacher, test)
-    scores = robust_scores(res) if {'random', 'hard', 'full'} <= set(bl) else None
+    scores = robust_scores(res) if {'random', 'hard', 'full'} <= set(bl) or {'random', 'noaug'} <= set(bl) else None
     if scores: extra['scores'] = scores
     return dict(runs=res, summary=summarise(res, ref=native), ref=native, **extra, final_mean=float(fin.mean()), final_std=float(fin.std()), best_mean=float(best.mean()),
                 best_std=float(best.std()), loss=', '.join(map(_name, losses)), arch=_name(arch), protocol=runs[0].protocol.to_dict(),

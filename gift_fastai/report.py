@@ -104,7 +104,8 @@ def write_report(out, # The results folder (the report goes to out/report.html)
     if result.get('teacher_acc') is not None:
         ta = result['teacher_acc']; extra.append(['teacher on the test set', ', '.join(_pct(a) for a in (ta if isinstance(ta, list) else [ta]))])
     for l, s in (result.get('scores') or {}).items():
-        extra.append([f"label-robust score (DD-Ranking) of {_e(l)}", f"LRS {s['lrs']:.4f} (HLR {100 * s['hlr']:+.2f}, IOR {100 * s['ior']:+.2f} points; on fractions)"])
+        if 'lrs' in s: extra.append([f"label-robust score (DD-Ranking) of {_e(l)}", f"LRS {s['lrs']:.4f} (HLR {100 * s['hlr']:+.2f}, IOR {100 * s['ior']:+.2f} points; on fractions)"])
+        if 'ars' in s: extra.append([f"augmentation-robust score (DD-Ranking) of {_e(l)}", f"ARS {s['ars']:.4f} (β {100 * s['beta']:+.2f} points; on fractions)"])
     if extra: parts += ['<h2>Baselines</h2>', _table(['', ''], extra, 'kv')]
     parts += ['<h2>Test accuracy over training</h2>', f'<img alt="accuracy over epochs" src="{_png(curves_figure(runs))}">',
               '<p class="note">Lines: the mean over seeds; bands: the lowest to the highest seed.</p>']

@@ -79,14 +79,18 @@ def test_gift_eval_trains_baselines_in_the_same_run(files, tmp_path, capsys):
     "--baselines random,hard,full,teacher: the baselines' rows beside the evaluated losses, the teacher's accuracy and DD-Ranking's LRS."
     real = _real(files, tmp_path)
     args = ['--data', files['data'], '--test', files['test'], '--teacher', files['teacher'], '--loss', 'gift,kl', '--epochs', '2',
-            '--eval-every', '1', '--repeats', '2', '--baselines', 'random,hard,full,teacher', '--real', str(real), '--out', str(tmp_path / 'b')]
+            '--eval-every', '1', '--repeats', '2', '--baselines', 'random,hard,full,noaug,teacher', '--real', str(real), '--out', str(tmp_path / 'b')]
     assert gift_eval(args) == 0, capsys.readouterr().err
     out = capsys.readouterr().out
-    assert 'teacher on the test set:' in out and "label-robust score of gift" in out, out
+    assert 'teacher on the test set:' in out and "label-robust score of gift" in out and "augmentation-robust score of kl" in out, out
     rows = list(csv.DictReader(open(tmp_path / 'b' / 'results.csv')))
     kinds = sorted((r['baseline'], r['loss']) for r in rows)
     assert kinds == sorted([('', 'gift')] * 2 + [('', 'kl')] * 2 + [('random', 'gift')] * 2 + [('random', 'kl')] * 2 +
-                           [('hard', 'ce')] * 2 + [('full', 'ce')] * 2), kinds
+                           [('hard', 'ce')] * 2 + [('full', 'ce')] * 2 + [('noaug', 'gift')] * 2 + [('noaug', 'kl')] * 2 +
+                           [('random-noaug', 'gift')] * 2 + [('random-noaug', 'kl')] * 2), kinds
+    for r in rows:  # without augmentation: no DSA strategy and no mixing in the run's protocol
+        p = json.loads(r['settings'])['protocol']
+        assert (p['aug'] is None and p['mix'] is None) == r['baseline'].endswith('noaug'), (r['baseline'], p['aug'], p['mix'])
     assert {r['n_train'] for r in rows if r['baseline'] == 'random'} == {'20'}        # IPC 5 × 4 classes, as the set
     test = DistilledSet.load(files['test'])
     assert {r['n_train'] for r in rows if r['baseline'] == 'full'} == {str(60 + 20)}  # the real images but the test set's copies
@@ -95,6 +99,9 @@ def test_gift_eval_trains_baselines_in_the_same_run(files, tmp_path, capsys):
     from gift_fastai.stats import label_robust_score
     want = label_robust_score(mean('full', 'ce'), mean('hard', 'ce'), mean('', 'gift'), mean('random', 'gift'))['lrs']
     assert abs(cfg['scores']['gift']['lrs'] - want) < 1e-5 and 0 <= cfg['scores']['gift']['lrs'] <= 1
+    from gift_fastai.stats import aug_robust_score
+    ars = aug_robust_score(mean('', 'kl'), mean('random', 'kl'), mean('noaug', 'kl'), mean('random-noaug', 'kl'))['ars']
+    assert abs(cfg['scores']['kl']['ars'] - ars) < 1e-5 and 0 <= ars <= 1
     from gift_fastai.teachers import check_teacher, load_teacher
     assert cfg['teacher_acc_test'] == check_teacher(load_teacher(files['teacher']), test, warn=False).accuracy
     no_real = [a for a in args if a not in ('--real', str(real))]
