@@ -19,7 +19,7 @@ from .protocols import OPTIMIZERS, get_protocol, protocol_registry
 from .callbacks import Refine
 from .assets import asset_path, load_set, load_zca, first_per_class, check_same_classes, load_teacher_test, fit_teacher, load_heldout
 from .files import ImageFiles
-from .engine import Run, ResultsStore, run_all, fmt, pyplot, save_figure, check_teacher_fits
+from .engine import Run, ResultsStore, run_all, fmt, pyplot, save_figure, check_teacher_fits, _item_aug
 
 # %% ../nbs/12_experiments.ipynb #b7b187fa
 AXES = ('data', 'ipc', 'protocol', 'arch', 'loss', 'refine', 'gamma', 'opt', 'lr', 'wd')
@@ -316,9 +316,9 @@ def grid_runs(cells:list, epochs:int|None=None, repeats:int=3, seed:int=0, teach
     "The `Run`s of a grid: each cell `repeats` times (seed + repeat), under `protocol` with the cell's optimizer settings and `overrides`."
     check_int(repeats, 'repeats'); check_int(seed, 'seed', 0)
     if not cells: raise InputError("the grid has no cells: every combination was left out (see the notes) or no axis was given.")
-    check, arch_kwargs, real, download, data_path, budget, item_aug, test_labels, subset, teacher_arch = (overrides.pop(k, d) for k, d in (
+    check, arch_kwargs, real, download, data_path, budget, item_aug, decode, test_labels, subset, teacher_arch = (overrides.pop(k, d) for k, d in (
         ('teacher_check', True), ('arch_kwargs', None), ('real', None), ('download', False), ('data_path', 'auto'), ('budget', None),
-        ('item_aug', None), ('test_labels', None), ('subset', None), ('teacher_arch', None)))
+        ('item_aug', None), ('decode', None), ('test_labels', None), ('subset', None), ('teacher_arch', None)))
     heldout_spec, per_class = overrides.pop('heldout', None), overrides.pop('heldout_per_class', 100)
     sets, t, test_set, tname, testname = _load_all(cells, teacher, test, arch_kwargs, download, data_path, budget, test_labels, subset, teacher_arch)
     heldout = None if heldout_spec is None else load_heldout(heldout_spec, next(iter(sets.values())), [test_set, *sets.values()], per_class,
@@ -340,7 +340,8 @@ def grid_runs(cells:list, epochs:int|None=None, repeats:int=3, seed:int=0, teach
             runs.append(Run(dset, test_set, None if base.teacher == 'stored' else t, c['arch'], c['loss'], _cell_protocol(base, c['opt'], lr=c['lr'], wd=c['wd']),
                             seed + r, loss_kwargs=kw, arch_kwargs=arch_kwargs, cbs=cbs, cell=dict(refine=c['refine'], gamma=c['gamma'], ipc=c['ipc']),
                             labels=dict(data=label, teacher=tname, test=testname, repeat=r), zca=zca if whiten else None,
-                            item_aug=item_aug if isinstance(dset, ImageFiles) else None, heldout=heldout))
+                            item_aug=_item_aug(dset, dict(item_aug=item_aug, decode=decode)) if isinstance(dset, ImageFiles) else None,
+                            heldout=heldout))
     if real is not None and zca is None:
         raise InputError("real training images were given to fit a ZCA whitening, but no cell whitens (protocol datm, norm 'zca' or "
                          "DATM's images): leave them out (--real).")
@@ -358,8 +359,7 @@ def run_grid(cells:list, # Cells from `expand_grid`
              **settings # The base protocol (`protocol='gift'`) and its settings for every run (bs, eval_every, precision...)
             ) -> list: # The rows of the grid's runs (finished before or now), in grid order
     "Train every (cell, repeat) not yet in `out`'s results, recording each run's row as it finishes."
-    workers, decode = settings.pop('workers', None), settings.pop('decode', None) or 'cpu'
-    if decode == 'device' and settings.get('item_aug') is None: settings['item_aug'] = False  # (nothing crops a file before the device decodes it)
+    workers, decode = settings.pop('workers', None), settings.get('decode') or 'cpu'  # (grid_runs turns the item augmentation off for 'device')
     runs = grid_runs(cells, epochs, repeats, seed, teacher, test, device=device, **settings)
     return run_all(runs, out if isinstance(out, ResultsStore) else ResultsStore(out), device=device, report=report, stop_after=stop_after,
                    workers=workers, decode=decode)

@@ -135,3 +135,7 @@ def test_gift_ablate_on_imagenet_inputs(imagenet, tmp_path, capsys):
     assert gift_ablate(args) == 0, capsys.readouterr().err
     rows = list(csv.DictReader(open(tmp_path / 'ab' / 'results.csv')))
     assert sorted(r['loss'] for r in rows) == ['gift', 'kl'] and all(r['n_test'] == '20' for r in rows), rows
+    assert all(json.loads(r['settings'])['item_aug'] is True for r in rows)
+    dev = [a if a != str(tmp_path / 'ab') else str(tmp_path / 'dev') for a in args] + ['--decode', 'device', '--loss', 'kl']
+    assert gift_ablate(dev) == 0, capsys.readouterr().err   # decoded on the device: the crops and flips run there (item_aug off)
+    assert [json.loads(r['settings'])['item_aug'] for r in csv.DictReader(open(tmp_path / 'dev' / 'results.csv'))] == [False]
