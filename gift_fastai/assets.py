@@ -288,14 +288,15 @@ def load_zca(real, # The real training images: a set file or folder, or a datase
 
 def load_real_train(real, # The real training images: a set file or folder, or a dataset NAME or NAME:PATH (its train split)
                     like:ImageSet, # The distilled set: the class list (and image shape) they must share
-                    test=None, # When `real` is None: the test set's spec, whose train split is used if it names a dataset
+                    test=None, # When `real` is None: the test set's spec, whose train split is used if it names a dataset (None: the embedded test set's, Fashion-MNIST's)
                     download:bool=False,
                     why:str='the baselines are drawn from them' # What they are for, in the message when none were given
                    ) -> ImageSet:
     "The real training images a command needs (`--real`: ZCA whitening, the random and full baselines), checked against the set."
     from gift_fastai import datasets
+    if real is None and test is None: real = 'fashion-mnist'  # (the embedded test images are Fashion-MNIST's: its train split, where it is installed)
     if real is None:
-        if test is None or Path(str(test)).exists() or datasets.dataset_spec(str(test)) is None:
+        if Path(str(test)).exists() or datasets.dataset_spec(str(test)) is None:
             raise InputError(f"real training images are needed ({why}), and none were given: give them with --real NAME, NAME:PATH "
                              f"or a set (in Python: real=...).")
         real = test

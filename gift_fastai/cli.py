@@ -28,7 +28,7 @@ from .assets import asset_path, load_inputs, load_real, load_real_train, load_he
 from .files import ImageFiles
 from .engine import ResultsStore, evaluate_distilled, write_results, write_tables, BASELINES
 from .stats import storage, compress_soft
-from .report import write_report
+from .report import write_report, write_grid_report
 from .models import FITS
 from .distributed import is_main, world_size
 
@@ -45,7 +45,7 @@ def add_input_args(p:argparse.ArgumentParser, one_set:bool=True, # Also --data a
                    imagenet:bool=False, # Also --test-labels, --subset, --teacher-arch (ImageNet's layouts and teachers: gift-eval, gift-ablate)
                    disk:bool=False, # Also --data-path, --memory-budget, --workers, --decode, --device-aug (sets on disk: gift-eval, gift-ablate)
                    heldout:bool=False, # Also --heldout, --heldout-per-class (selection without the test set: gift-eval, gift-ablate)
-                   baselines:bool=False # Also --baselines (trained beside the evaluated losses: gift-eval)
+                   baselines:bool=False # Also --baselines (trained beside the evaluated losses or cells: gift-eval, gift-ablate)
                   ) -> argparse.ArgumentParser:
     "Add the inputs: --teacher and --test (the embedded ones by default), and --data and --ipc for a command on one set."
     if one_set:
@@ -365,9 +365,7 @@ def _gift_eval(args) -> int:
     st = storage(dset, None if stored else teacher, labels=settings.get('labels'), dtype=args.soft_dtype, topk=args.soft_topk, soft=stored)
     bl = comma_list(args.baselines, '--baselines', 'random,hard') if args.baselines else []
     if bl: settings['baselines'] = [check_choice(b, BASELINES, 'baseline') for b in bl]
-    if {'random', 'full'} & set(bl):  # (the embedded set's real training images: Fashion-MNIST's train split, where it is installed)
-        embedded = args.data is None and args.test is None and args.real is None
-        settings['real'] = load_real_train('fashion-mnist' if embedded else args.real, dset, args.test, args.download)
+    if {'random', 'full'} & set(bl): settings['real'] = load_real_train(args.real, dset, args.test, args.download)
     if proto.norm == 'zca' or dset.space == 'zca': settings['zca'] = load_zca(args.real, dset, args.test, args.download)
     elif args.real is not None and not {'random', 'full'} & set(bl):
         raise InputError(f"--real gives the real training images of a ZCA whitening or of the random and full baselines, but --protocol "
@@ -431,11 +429,15 @@ def ablate_parser() -> argparse.ArgumentParser:
     for ax in AXES:
         if ax != 'protocol': a(f'--{ax}', default=None, help=f"comma list of {_AXIS_HELP[ax]}")  # (--protocol: with the protocol's settings below)
     a('--preset', default=None, choices=list(PRESETS), help="one of the paper's studies; axes given too replace or extend it")
-    add_input_args(p, one_set=False, real=True, imagenet=True, disk=True, heldout=True)
+    add_input_args(p, one_set=False, real=True, imagenet=True, disk=True, heldout=True, baselines=True)
     add_protocol_args(p, "epochs per run (default: each protocol's: gift 1000, rded 300, ...)", "runs per cell, seeds seed..seed+repeats-1", one_cell=False)
     a('--metric', default='final', choices=['final', 'best', 'heldout'], help="what the table and plots show (best: test-set "
       "selection; heldout: the test at the epoch --heldout images select)")
+    a('--ref', default='native', help="the value of the table's column axis every cell is compared with, paired by seed (difference, "
+      "p): native = each protocol's own loss when the loss varies, else the first value; none: no comparison")
     a('--out', default='gift-ablate', help="output folder; re-running with the same folder skips finished runs")
+    a('--report', action='store_true', help="also write <out>/report.html: one self-contained page (settings, the grid table, every cell "
+      "with its interval, paired test and DD-Ranking's scores, the plots, accuracy curves with seed bands, confusion matrices, storage)")
     a('--dry-run', action='store_true', help="print the runs and exit")
     return add_resume_args(add_speed_args(p), 'runs of the grid')
 
@@ -462,6 +464,7 @@ def _gift_ablate(args) -> int:
         return 0
     settings = protocol_settings(args, args.device, one_cell=False); store = results_store(args); store.rows()
     settings['protocol'] = protocols[0]  # (the cells name theirs)
+    bl = [check_choice(b, BASELINES, 'baseline') for b in comma_list(args.baselines, '--baselines', 'random,hard')] if args.baselines else []
     t0 = time.time()
     axes = [a for a in AXES if len({str(c[a]) for c in cells}) > 1] or ['loss']  # a finished run is named by what the grid varies
     line = lambda run, row: _acc_line(run, row).replace(f"  {row['loss']} ", f"  {cell_label(row, axes)} ", 1)
@@ -470,15 +473,23 @@ def _gift_ablate(args) -> int:
                         test=args.test, device=args.device, report=report, download=args.download, real=args.real,
                         data_path=args.data_path, budget=args.memory_budget, workers=args.workers, decode=args.decode,
                         item_aug=False if args.device_aug else None, test_labels=args.test_labels, subset=args.subset,
-                        heldout=args.heldout, heldout_per_class=args.heldout_per_class,
+                        heldout=args.heldout, heldout_per_class=args.heldout_per_class, baselines=bl,
                         teacher_arch=args.teacher_arch, **settings)
     if not is_main(): return 0
-    out, summary = store.folder, summarise_grid(rows)
+    out, summary = store.folder, summarise_grid(rows, ref=None if args.ref == 'none' else args.ref)
     _atomic_write(out / 'summary.csv', lambda tmp: summary.to_csv(tmp, index=False))
     title = f"gift-ablate{f' {args.preset}' if args.preset else ''} · {epochs_text} epochs"
     table = grid_table(summary, args.metric, title=title, paper=PRESETS[args.preset]['paper'] if args.preset else None)
     console.print(table)
-    files = plot_grid(summary, out, args.metric, title) + write_tables(table, out, 'summary')
+    for r in summary[summary.baseline == 'teacher'].itertuples(): console.print(f"teacher ({r.arch}) on the test set: {r.final_mean:.2f}%")
+    for r in summary.itertuples():
+        sc = [f"{k.upper()} {v:.4f}" for k in ('lrs', 'ars') if (v := getattr(r, k, None)) is not None and v == v]  # (NaN: not measured)
+        if sc: console.print(f"DD-Ranking's scores of {cell_label(r._asdict(), axes)} (on fractions): {', '.join(sc)}")
+    figs = plot_grid(summary, out, args.metric, title); files = figs + write_tables(table, out, 'summary')
+    if args.report:
+        config = dict(vars(args), grid=', '.join(f"{a}: {'/'.join(dict.fromkeys(str(c[a]) for c in cells if c[a] is not None))}" for a in axes), cells=len(cells),
+                      baselines=', '.join(bl), epochs=epochs_text, teacher=args.teacher or 'default', test=args.test or 'default', torch=torch.__version__)
+        files.append(write_grid_report(out, rows, summary, config, store, args.metric, figs, title=title))
     console.print(f"wrote {store.path}, {out / 'summary.csv'}, {', '.join(str(f) for f in files)} in {time.time() - t0:.0f} s")
     return 0
 

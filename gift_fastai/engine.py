@@ -11,7 +11,7 @@ __all__ = ['COLUMNS', 'NUMERIC', 'BASELINES', 'fingerprint', 'Run', 'protocol_no
            'write_tables', 'write_results', 'pyplot', 'save_figure', 'bar_chart']
 
 # %% ../nbs/18_engine.ipynb #3e20e39d
-import contextlib, copy, csv, hashlib, io, json, time, warnings
+import contextlib, copy, csv, dataclasses, hashlib, io, json, time, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
@@ -30,7 +30,7 @@ from .replay import FKDReplay
 from .learner import distilled_learner
 from .checkpoint import Checkpoint, run_checkpoints, remove_empty
 from .distributed import world_size, is_main, per_process_bs, process_device
-from .stats import per_class_accuracy, mean_ci, paired_test, label_robust_score, aug_robust_score
+from .stats import per_class_accuracy, mean_ci, paired_by_seed, label_robust_score, aug_robust_score, storage
 
 # %% ../nbs/18_engine.ipynb #480d171a
 def fingerprint(obj, cache:dict|None=None) -> str:
@@ -266,10 +266,10 @@ def fit_run(run:Run, device=None, # Where it trains (default: fastai's default d
 COLUMNS = ('key', 'data', 'test', 'teacher', 'arch', 'loss', 'refine', 'gamma', 'protocol', 'epochs', 'opt', 'lr', 'wd', 'bs',
            'seed', 'repeat', 'ipc', 'memory', 'stream', 'budget', 'order', 'steps', 'step', 'classes_seen', 'memory_size',
            'n_train', 'n_test', 'final_acc', 'best_acc', 'evals', 'seconds', 'settings', 'device', 'torch', 'fastai', 'gift_fastai',
-           'finished', 'n_heldout', 'heldout_selected_acc', 'selected_epoch', 'heldout_evals', 'per_class', 'baseline')
+           'finished', 'n_heldout', 'heldout_selected_acc', 'selected_epoch', 'heldout_evals', 'per_class', 'baseline', 'storage_bytes')
 # (columns are only ever added, at the end: a store of an earlier version is read with them empty, and rewritten when a row is added)
 NUMERIC = ('ipc', 'gamma', 'epochs', 'lr', 'wd', 'bs', 'seed', 'repeat', 'budget', 'steps', 'step', 'classes_seen', 'memory_size',
-           'n_train', 'n_test', 'final_acc', 'best_acc', 'seconds', 'n_heldout', 'heldout_selected_acc', 'selected_epoch')
+           'n_train', 'n_test', 'final_acc', 'best_acc', 'seconds', 'n_heldout', 'heldout_selected_acc', 'selected_epoch', 'storage_bytes')
 
 def fmt(v) -> str:
     "How a value is written to (and compared in) `results.csv`: '' for none, `repr` for floats (exact), JSON for containers."
@@ -397,6 +397,15 @@ class _Report(Callback):
     def __init__(self, report, index:int): self.report, self.index = report, index
     def after_epoch(self): self.report('epoch', index=self.index, epoch=self.epoch + 1)
 
+def _storage_total(run:Run, cache:dict|None=None) -> int:
+    "The bytes of what a run trains from (`gift_fastai.stats.storage`): its images, and its stored soft labels, replayed label files or teacher."
+    k = ('storage', id(run.dset), id(run.teacher), id(run.replay))
+    if cache is not None and k in cache: return cache[k]
+    online = run.teacher is not None and not isinstance(run.teacher, str)
+    total = storage(run.dset, run.teacher if online else None, labels=run.replay, soft=not online and run.replay is None)['total']
+    if cache is not None: cache[k] = total
+    return total
+
 def make_row(run:Run, key:str, result:dict, device, cache:dict|None=None) -> dict:
     "The store's row of `run` with `result` (final_acc, best_acc, evals, seconds)."
     p, s = run.protocol, run.settings(cache)
@@ -408,6 +417,7 @@ def make_row(run:Run, key:str, result:dict, device, cache:dict|None=None) -> dic
             'best_acc': float(result['best_acc']), 'evals': [list(e) for e in result.get('evals', [])],
             'seconds': round(float(result['seconds']), 2), 'settings': s, 'device': str(device),
             'finished': time.strftime('%Y-%m-%dT%H:%M:%S'), **versions(), 'per_class': result.get('per_class'),
+            'storage_bytes': _storage_total(run, cache),
             **({} if run.heldout is None else {'n_heldout': len(run.heldout), 'heldout_selected_acc': result.get('heldout_selected_acc'),
                                                'selected_epoch': result.get('selected_epoch'),
                                                'heldout_evals': [list(e) for e in result.get('heldout_evals', [])]})}
@@ -503,57 +513,77 @@ def robust_scores(runs:list # Runs as `evaluate_distilled` gives them, with thei
         if s: out[l] = {k: round(v, 6) for k, v in s.items()}
     return out
 
-def baseline_runs(dset:ImageSet, test:ImageSet, teacher, arch, losses:list, protocol, seeds,
+def baseline_runs(runs:list, # The evaluated `Run`s: each baseline is one of them with its data, labels or augmentation changed
                   baselines, # Names of `BASELINES` ('teacher' makes no run)
-                  real:ImageSet|None=None, # The real training images ('random' and 'full' are drawn from them)
-                  heldout:ImageSet|None=None, # The held-out selection images: left out of `real`'s pool, used by every run as by the evaluated ones
-                  names:dict|None=None, **kwargs # Row names; Run's other arguments (arch_kwargs, zca...)
-                 ) -> list:
-    "The runs of the baselines that go beside an evaluation: the same protocol, seeds, teacher and held-out images, each row marked `baseline`."
+                  real:ImageSet|None=None # The real training images: 'random' and 'full' are drawn from them, less every test and held-out image
+                 ) -> list: # Each distinct run once (the hard and full baselines of several losses are one run)
+    "The runs of the baselines that go beside `runs`: the same protocol, seed, teacher, loss settings and held-out images, each marked `baseline` in its row."
     from gift_fastai.distill import random_subset
     from gift_fastai.stats import without
-    bl = [check_choice(b, BASELINES, 'baseline') for b in baselines]
+    bl = [check_choice(b, BASELINES, 'baseline') for b in baselines if b != 'teacher']
+    runs = list(runs)
+    if not bl or not runs: return []
     if {'random', 'full'} & set(bl) and real is None:
         raise InputError("the random and full baselines are trained on real training images: give them (real=..., --real NAME, NAME:PATH or a set).")
-    pool = None if real is None else without(real, [test, heldout])
-    if pool is not None:
-        if pool.classes != dset.classes: raise InputError(f"the real images have classes {pool.classes[:3]}... but the set {dset.classes[:3]}...: one class list.")
-        pool.mean, pool.std = dset.stats  # (normalised as the distilled set, whatever the protocol's rule: a comparison of data alone)
-    ipc, names, runs = int(dset.class_counts.max()), dict(names or {}), []
-    plain = get_protocol(protocol).replace(aug=None, aug_kwargs=(), mix=None)  # (DD-Ranking's "no augmentation": resize and normalise only)
-    run = lambda s, l, seed, r, b, data, p=protocol: Run(s, test, teacher, arch, l, p, seed, cell=dict(baseline=b), heldout=heldout,
-                                                        labels=dict(names, repeat=r, data=data), **kwargs)
-    for r, seed in enumerate(seed_list(seeds)):
+    if 'random' in bl and (x := next((x for x in runs if x.teacher is None or isinstance(x.teacher, str)), None)) is not None:
+        raise InputError(f"the random baseline labels real images with the teacher, but protocol {x.protocol.name!r} trains on the set's stored "
+                         f"labels (no teacher): leave random out, or evaluate under a protocol with a teacher.")
+    made, out, seen = {}, [], set()  # (each pool and subset made once: its fingerprint is computed once)
+    def once(k, f):
+        if k not in made: made[k] = f()
+        return made[k]
+    def with_stats(s, x):  # (normalised as the distilled set, whatever the protocol's rule: a comparison of data alone)
+        s = copy.copy(s); s.mean, s.std = x.dset.stats; return s
+    def base(x):
+        p = once(('pool', id(x.test), id(x.heldout)), lambda: without(real, [x.test, x.heldout]))
+        if p.classes != x.dset.classes: raise InputError(f"the real images have classes {p.classes[:3]}... but the set {x.dset.classes[:3]}...: one class list.")
+        return p
+    pool = lambda x: once(('full', id(x.test), id(x.heldout), repr(x.dset.stats)), lambda: with_stats(base(x), x))
+    def draw(x):
+        sub = random_subset(base(x), int(x.dset.class_counts.max()), seed=x.seed)
+        return with_stats(sub.load(x.dset.shape[1:], crop=True) if isinstance(sub, ImageFiles) else sub, x)
+    subset = lambda x: once(('random', id(x.test), id(x.heldout), repr(x.dset.stats), int(x.dset.class_counts.max()), x.seed), lambda: draw(x))  # (one draw per seed, shared by every loss)
+    def add(x, b, cell=None, **changes):
+        keep = {k: v for k, v in x.cell.items() if not (changes.get('loss') == 'ce' and k in ('refine', 'gamma'))}  # (CE refines nothing)
+        p = x.protocol.replace(set_lr=False) if 'dset' in changes and x.protocol.set_lr else x.protocol  # (DATM: the set's learned lr, kept)
+        r = dataclasses.replace(x, **{'protocol': p, **changes, 'cell': {**keep, **(cell or {}), 'baseline': b}})
+        if (k := r.key()) not in seen: seen.add(k); out.append(r)
+    plain = lambda x: x.protocol.replace(aug=None, aug_kwargs=(), mix=None)  # (DD-Ranking's "no augmentation": resize and normalise only)
+    hard = dict(loss='ce', loss_kwargs=None, cbs=(), replay=None)
+    for x in runs:
         if 'random' in bl:
-            sub = random_subset(pool, ipc, seed=seed)
-            if isinstance(sub, ImageFiles): sub = sub.load(dset.shape[1:], crop=True)
-            sub.mean, sub.std = dset.stats
-            runs += [run(sub, l, seed, r, 'random', f"random ipc={ipc} seed={seed}") for l in losses]
-            if 'noaug' in bl: runs += [run(sub, l, seed, r, 'random-noaug', f"random ipc={ipc} seed={seed}", plain) for l in losses]
-        if 'noaug' in bl: runs += [run(dset, l, seed, r, 'noaug', names.get('data', 'data'), plain) for l in losses]
-        if 'hard' in bl: runs.append(run(dset, 'ce', seed, r, 'hard', names.get('data', 'data')))
-        if 'full' in bl: runs.append(run(pool, 'ce', seed, r, 'full', f"real train ({len(pool)})"))
-    return runs
+            add(x, 'random', dset=subset(x), item_aug=None, replay=None)
+            if 'noaug' in bl: add(x, 'random-noaug', dset=subset(x), item_aug=None, replay=None, protocol=plain(x))
+        if 'noaug' in bl: add(x, 'noaug', protocol=plain(x))
+        if 'hard' in bl: add(x, 'hard', **hard)
+        if 'full' in bl:
+            full = pool(x)
+            add(x, 'full', dset=full, item_aug=x.item_aug if isinstance(full, ImageFiles) else None, labels={**x.labels, 'data': 'real'},
+                cell=dict(ipc=None), **hard)
+    return out
 
 def check_teacher_fits(teacher, # A teacher module or a list of them; None/'stored' (the set's soft labels): nothing to check
                        dset, # The distilled set it will label, or a list of them (a grid's)
                        test:DistilledSet, # The test set it will label (checked once)
                        device=None # Where the check runs: the training device (default: fastai's default device), where the teacher goes anyway
-                      ):
+                      ) -> float|list|None: # The teacher's test accuracy as `teacher_accuracy` gives it (None without a teacher)
     "Refuse a teacher that does not label these sets (`check_teacher` on the test set, then the distilled set): a class permutation, named with the reordering that fixes it, or chance-level accuracy."
     from gift_fastai.teachers import check_teacher
-    if teacher is None or isinstance(teacher, str): return
+    if teacher is None or isinstance(teacher, str): return None
     sets = [d for d in (dset if isinstance(dset, (list, tuple)) else [dset]) if d.space == 'pixels']  # (a set stored normalised: its statistics are checked against the teacher's when it trains)
     size = next((d.shape[1:] for d in sets if d.shape is not None), None)
     # a set on disk: a sample of each class, decoded as its test images are (a teacher check reads a few, not 50,000)
     if isinstance(test, ImageFiles): test = test.sample(size=size)
     sets = [s.sample() if isinstance(s, ImageFiles) else s for s in sets]
+    accs = []
     for t in (list(teacher) if isinstance(teacher, (list, tuple)) else [teacher]):
         for s, what in [(test, 'the test set')] + [(d, 'the distilled set') for d in sets]:
             rep = check_teacher(t, s, device=device if device is not None else default_device(), warn=False)
+            if s is test: accs.append(rep.accuracy)
             if rep.problems:
                 raise InputError(f"the teacher does not label {what} ({len(s)} images): {' '.join(rep.messages)} If you know "
                                  f"better, skip this check: teacher_check=False (--no-teacher-check).")
+    return accs[0] if len(accs) == 1 else accs
 
 def seed_list(seeds) -> list:
     "`seeds` as a list: an int n means the seeds 0..n-1; a list (or range) of distinct integers >= 0 is kept."
@@ -584,13 +614,12 @@ def evaluate_distilled(dset:DistilledSet, # The distilled training set
     if not losses: raise InputError("no loss given: name one or more losses of the registry, e.g. loss=['gift', 'kl'].")
     store = out if isinstance(out, ResultsStore) or out is None else ResultsStore(out)
     names = overrides.get('names') or {}
-    if overrides.get('teacher_check', True): check_teacher_fits(teacher, dset, test, device)  # before anything trains
+    tacc = check_teacher_fits(teacher, dset, test, device) if overrides.get('teacher_check', True) else None  # before anything trains
     runs = [Run(dset, test, teacher, arch, l, p, seed, overrides.get('loss_kwargs'), overrides.get('arch_kwargs'),
                 labels=dict(names, repeat=r), replay=overrides.get('labels'), zca=overrides.get('zca'),
                 item_aug=_item_aug(dset, overrides), heldout=overrides.get('heldout')) for l in losses for r, seed in enumerate(seed_list(seeds))]
     bl = list(overrides.get('baselines') or [])
-    base = baseline_runs(dset, test, teacher, arch, losses, p, seeds, [b for b in bl if b != 'teacher'], real=overrides.get('real'),
-                         heldout=overrides.get('heldout'), names=names, arch_kwargs=overrides.get('arch_kwargs'), zca=overrides.get('zca')) if bl else []
+    base = baseline_runs(runs, bl, real=overrides.get('real'))
     rows = run_all(runs + base, store, device=device, cbs=cbs, report=report, workers=overrides.get('workers'), decode=overrides.get('decode') or 'cpu')
     res = [dict(loss=r['loss'], repeat=run.labels['repeat'], seed=int(r['seed']), final_acc=float(r['final_acc']), baseline=r.get('baseline') or None,
                 best_acc=float(r['best_acc']), evals=[tuple(e) for e in json.loads(r['evals'] or '[]')], seconds=float(r['seconds']),
@@ -601,7 +630,7 @@ def evaluate_distilled(dset:DistilledSet, # The distilled training set
     fin, best = np.array([x['final_acc'] for x in main]), np.array([x['best_acc'] for x in main])
     native = runs[0].protocol.loss if runs[0].protocol.loss in {r['loss'] for r in main} else None  # (the paired comparisons' reference)
     extra = {}
-    if 'teacher' in bl and teacher is not None and not isinstance(teacher, str): extra['teacher_acc'] = teacher_accuracy(teacher, test)
+    if 'teacher' in bl and teacher is not None and not isinstance(teacher, str): extra['teacher_acc'] = tacc if tacc is not None else teacher_accuracy(teacher, test)
     scores = robust_scores(res) if {'random', 'hard', 'full'} <= set(bl) or {'random', 'noaug'} <= set(bl) else None
     if scores: extra['scores'] = scores
     return dict(runs=res, summary=summarise(res, ref=native), ref=native, **extra, final_mean=float(fin.mean()), final_std=float(fin.std()), best_mean=float(best.mean()),
@@ -634,12 +663,8 @@ def summarise(runs:list, # Runs as `evaluate_distilled` gives them: loss, seed, 
         seeds = lambda rs: {r['seed']: r['final_acc'] for r in rs}
         for row in rows:
             if row['loss'] == ref or row.get('baseline'): continue
-            a, b = seeds(by[row['loss']]), seeds(by[ref])
-            common = sorted(set(a) & set(b))
-            if len(common) < 2: continue
-            t = paired_test([a[s] for s in common], [b[s] for s in common], conf)
-            row.update(ref=ref, diff=round(t['diff'], 6), diff_ci=[round(t['ci_low'], 6), round(t['ci_high'], 6)],
-                       p=round(t['p'], 6) if t['p'] == t['p'] else None, seeds_needed=t['seeds_needed'])
+            t = paired_by_seed(seeds(by[row['loss']]), seeds(by[ref]), conf)
+            if t is not None: row.update(ref=ref, **{k: t[k] for k in ('diff', 'diff_ci', 'p', 'seeds_needed')})
     return rows
 
 def _table_cells(t) -> tuple:

@@ -9,7 +9,7 @@ __all__ = ['AXES', 'AXIS_DEFAULTS', 'DEFAULT_GAMMA', 'PRESETS', 'METRICS', 'norm
            'select_rows', 'summarise_grid', 'varying', 'grid_table', 'plot_grid', 'grid_runs', 'run_grid']
 
 # %% ../nbs/12_experiments.ipynb #0b9bbffc
-import itertools, math
+import dataclasses, itertools, math
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -17,9 +17,10 @@ from .core import InputError, check_choice, check_int, check_gamma
 from .losses import loss_registry
 from .protocols import OPTIMIZERS, get_protocol, protocol_registry
 from .callbacks import Refine
-from .assets import asset_path, load_set, load_zca, first_per_class, check_same_classes, load_teacher_test, fit_teacher, load_heldout
+from .assets import asset_path, load_set, load_zca, load_real_train, first_per_class, check_same_classes, load_teacher_test, fit_teacher, load_heldout
 from .files import ImageFiles
-from .engine import Run, ResultsStore, run_all, fmt, pyplot, save_figure, check_teacher_fits, _item_aug
+from .engine import Run, ResultsStore, run_all, fmt, pyplot, save_figure, check_teacher_fits, _item_aug, baseline_runs, BASELINES
+from .stats import mean_ci, paired_by_seed, label_robust_score, aug_robust_score
 
 # %% ../nbs/12_experiments.ipynb #b7b187fa
 AXES = ('data', 'ipc', 'protocol', 'arch', 'loss', 'refine', 'gamma', 'opt', 'lr', 'wd')
@@ -124,10 +125,10 @@ def _set_label(spec:str) -> tuple:
     return Path(spec).stem or spec, spec
 
 def cell_label(cell:dict, axes=None) -> str:
-    "A short name of `cell` over `axes` (default: all set axes), e.g. 'loss=gift γ=0.1'."
-    axes = axes or [k for k in AXES if cell.get(k) not in (None, '')]
-    names = dict(gamma='γ')
-    return ' '.join(f"{names.get(k, k)}={_short(cell.get(k))}" for k in axes) or 'default'
+    "A short name of `cell` over those of `axes` (default: all) it sets, e.g. 'loss=gift γ=0.1'; a baseline's row says so ('... · random baseline')."
+    axes = [k for k in (axes or AXES) if cell.get(k) not in (None, '')]
+    names, b = dict(gamma='γ'), cell.get('baseline')
+    return (' '.join(f"{names.get(k, k)}={_short(cell.get(k))}" for k in axes) or 'default') + (f" · {b} baseline" if b else '')
 
 def _short(v) -> str:
     if v in (None, ''): return '-'
@@ -150,29 +151,90 @@ def select_rows(rows:list, cells:list, # Rows of a `ResultsStore`, cells of `exp
 
 # %% ../nbs/12_experiments.ipynb #7dcd3952
 _METRICS = ('final_acc', 'best_acc', 'seconds')
+_PAIRED = {'final': 'final_acc', 'best': 'best_acc', 'heldout': 'heldout_selected_acc'}  # (a METRICS name: the rows' column)
 
-def summarise_grid(rows:list) -> pd.DataFrame:
-    "One row per cell: `n`, mean and population std of final, best and (with held-out images) held-out-selected accuracy (%), total seconds."
+def summarise_grid(rows:list, # Rows of a `ResultsStore` (a grid's, with its baselines)
+                   ref:str|None='native', # The column value every cell is paired with (see `grid_table`): 'native' = the protocol's own loss (the first value when the loss does not vary); None: no pairing
+                   col:str|None=None, # The axis across (default: the loss when it varies)
+                   conf:float=0.95
+                  ) -> pd.DataFrame:
+    "One row per cell (and baseline): `n`, mean, population std and t interval of final, best and held-out-selected accuracy (%), the seconds and storage; against `ref`: the paired differences by seed, their intervals, p and the seeds needed; with baselines: DD-Ranking's LRS and ARS."
     if not rows: raise InputError("no results to summarise: run the grid first.")
     df = pd.DataFrame(rows)
     for k in _METRICS: df[k] = df[k].astype(float)
     df['protocol'] = df['protocol'].replace('', 'gift')  # (rows of earlier versions: the released evaluator's)
+    df['baseline'] = df['baseline'].fillna('') if 'baseline' in df else ''
     for a in AXES: df[a] = [v if isinstance(v, str) else fmt(v) for v in df[a]]
-    g = df.groupby(list(AXES), sort=False, dropna=False)
-    held = 'heldout_selected_acc' in df and (df['heldout_selected_acc'].astype(str) != '').any()
-    if held: df['heldout_selected_acc'] = pd.to_numeric(df['heldout_selected_acc'].replace('', np.nan))
-    out = g.agg(n=('final_acc', 'size'), final_mean=('final_acc', 'mean'), final_std=('final_acc', lambda x: x.std(ddof=0)),
-                best_mean=('best_acc', 'mean'), best_std=('best_acc', lambda x: x.std(ddof=0)), seconds=('seconds', 'sum'),
-                **({} if not held else dict(heldout_mean=('heldout_selected_acc', 'mean'),
-                                            heldout_std=('heldout_selected_acc', lambda x: x.std(ddof=0))))).reset_index()
-    for k in ('final_mean', 'final_std', 'best_mean', 'best_std', 'heldout_mean', 'heldout_std'):
-        if k in out: out[k] = (100 * out[k]).round(4)  # percentages, no float noise
+    for k in ('heldout_selected_acc', 'storage_bytes'):
+        if k in df: df[k] = pd.to_numeric(df[k].replace('', np.nan))
+    held = 'heldout_selected_acc' in df and df['heldout_selected_acc'].notna().any()
+    g = df.groupby([*AXES, 'baseline'], sort=False, dropna=False)
+    std = lambda x: x.std(ddof=0)
+    out = g.agg(n=('final_acc', 'size'), final_mean=('final_acc', 'mean'), final_std=('final_acc', std),
+                best_mean=('best_acc', 'mean'), best_std=('best_acc', std), seconds=('seconds', 'sum'),
+                **({} if not held else dict(heldout_mean=('heldout_selected_acc', 'mean'), heldout_std=('heldout_selected_acc', std))),
+                **({} if 'storage_bytes' not in df else dict(storage_bytes=('storage_bytes', 'max')))).reset_index()
+    groups = [grp for _, grp in g]  # (in `out`'s order)
+    ci = [mean_ci(grp['final_acc'], conf) for grp in groups]
+    out['final_lo'], out['final_hi'] = [c['ci_low'] for c in ci], [c['ci_high'] for c in ci]
+    if ref is not None: _pair(out, groups, ref, col, conf, ['final', 'best'] + (['heldout'] if held else []))
+    for k in [c for c in out if c.startswith(('final_', 'best_', 'heldout_')) and not c.endswith(('_p', '_seeds'))]:
+        out[k] = (100 * out[k].astype(float)).round(4)  # percentages, no float noise
     out['seconds'] = out['seconds'].round(1)
+    order = {b: i for i, b in enumerate(['', 'random', 'noaug', 'random-noaug', 'hard', 'full', 'teacher'])}  # (the evaluated cells first, then each baseline's)
+    return _grid_scores(out.iloc[np.argsort([order.get(b, len(order)) for b in out.baseline], kind='stable')].reset_index(drop=True))
+
+def _pair(out, groups, ref, col, conf, metrics):
+    "Add to `out` the paired difference of each cell against the cell of its row whose `col` value is `ref` (same baseline, same other axes)."
+    col = _col_axis(out, col)
+    if col is None: return
+    main = out[out.baseline == '']
+    rest = [a for a in varying(out) if a != col]
+    rest = [a for a in rest if a not in _follows(main, col, rest)] + ['baseline']  # (a table's rows: gamma and refine that follow the loss are not)
+    refs = [(get_protocol(r.protocol).loss if col == 'loss' else main[col].iloc[0]) if ref == 'native' else str(ref) for r in out.itertuples()]
+    if ref != 'native' and not (out[col].map(_short) == _short(ref)).any():
+        raise InputError(f"ref {ref!r} is not a value of {col} in this grid ({', '.join(dict.fromkeys(out[col]))}): name one of them.")
+    out['ref'], out['is_ref'] = '', False
+    for m in metrics: out[[f'{m}_diff', f'{m}_diff_lo', f'{m}_diff_hi', f'{m}_p']], out[f'{m}_seeds'] = np.nan, None
+    for i, r in enumerate(out.itertuples()):
+        same = np.ones(len(out), bool)
+        for a in rest: same &= (out[a] == getattr(r, a)).to_numpy()
+        j = np.flatnonzero(same & (out[col].map(_short) == _short(refs[i])).to_numpy())
+        if len(j) != 1 or j[0] == i: continue
+        out.loc[out.index[j[0]], 'is_ref'] = True
+        for m in metrics:
+            k = _PAIRED[m]; per = lambda grp: {int(s): v for s, v in zip(grp['seed'], grp[k]) if v == v}
+            t = paired_by_seed(per(groups[i]), per(groups[j[0]]), conf)
+            if t is None: continue
+            out.loc[out.index[i], ['ref', f'{m}_diff', f'{m}_diff_lo', f'{m}_diff_hi', f'{m}_p']] = [out[col].iloc[j[0]], t['diff'], *t['diff_ci'], t['p']]
+            out.at[out.index[i], f'{m}_seeds'] = t['seeds_needed']
+
+def _grid_scores(out):
+    "DD-Ranking's LRS (random, hard, full baselines) and ARS (random, noaug) of each evaluated cell, on fractions of the mean final accuracies."
+    if not (out.baseline != '').any(): return out
+    cellwise, soft = [a for a in AXES], ('loss', 'refine', 'gamma')
+    def mean(r, b, free=()):
+        same = out.baseline == b
+        for a in cellwise:
+            if a not in free: same &= out[a] == getattr(r, a)
+        m = out.loc[same, 'final_mean']
+        return float(m.iloc[0]) / 100 if len(m) == 1 else np.nan  # (fractions: DD-Ranking's scores are bounded on them)
+    lrs, ars = [], []
+    for r in out.itertuples():
+        if r.baseline != '': lrs.append(np.nan); ars.append(np.nan); continue
+        a = dict(real_hard=mean(r, 'full', soft + ('data', 'ipc')), syn_hard=mean(r, 'hard', soft), rdm=mean(r, 'random'),
+                 noaug=mean(r, 'noaug'), rdm_noaug=mean(r, 'random-noaug'))
+        ok = lambda *ks: not np.isnan([a[k] for k in ks]).any()
+        lrs.append(label_robust_score(a['real_hard'], a['syn_hard'], r.final_mean / 100, a['rdm'])['lrs'] if ok('real_hard', 'syn_hard', 'rdm') else np.nan)
+        ars.append(aug_robust_score(r.final_mean / 100, a['rdm'], a['noaug'], a['rdm_noaug'])['ars'] if ok('rdm', 'noaug', 'rdm_noaug') else np.nan)
+    if not np.isnan(lrs).all(): out['lrs'] = np.round(lrs, 6)
+    if not np.isnan(ars).all(): out['ars'] = np.round(ars, 6)
     return out
 
 def varying(summary:pd.DataFrame) -> list:
-    "The axes that take more than one value in `summary`."
-    return [a for a in AXES if summary[a].nunique() > 1]
+    "The axes that take more than one value among the evaluated cells of `summary` (its baselines left out)."
+    s = summary[summary.baseline == ''] if 'baseline' in summary else summary
+    return [a for a in AXES if s[a].nunique() > 1]
 
 def _follows(summary, by:str, axes:list) -> list:
     "The axes of `axes` whose value is fixed by the value of axis `by` (e.g. gamma and refine by the loss)."
@@ -196,11 +258,14 @@ def grid_table(summary:pd.DataFrame, metric:str='final', col:str|None=None, titl
     _check_metric(metric, summary)
     col = _col_axis(summary, col); rows_by = [a for a in varying(summary) if a != col]
     # axes fixed by the column's value (gamma and refine when only gift refines) go to the header, not down the side
-    dep = _follows(summary, col, rows_by) if col else []
-    rows_by = [a for a in rows_by if a not in dep]
+    main = summary[summary.baseline == ''] if 'baseline' in summary else summary
+    dep = _follows(main, col, rows_by) if col else []
+    rows_by = [a for a in rows_by if a not in dep] + (['baseline'] if 'baseline' in summary and (summary.baseline != '').any() else [])
+    paired = f'{metric}_diff' in summary and summary[f'{metric}_diff'].notna().any()
     t = Table(title=title, caption=f"{metric} test accuracy (%), mean ± population std over repeats; ★ best of the row"
               + ("; best = best of the periodic tests (test-set selection, as in the paper)" if metric == 'best' else '')
               + ("; heldout = the test accuracy at the epoch held-out real training images select" if metric == 'heldout' else '')
+              + ("; (Δ, p): the paired difference by seed against the row's reference (ref), paired t test" if paired else '')
               + (f"; paper: CIFAR-100 RDED IPC 10 ({', '.join(f'{k} {v}' for k, v in paper.items())})" if paper else ''))
     cols = list(dict.fromkeys(summary[col])) if col else ['all']
     for a in rows_by: t.add_column(a)
@@ -220,8 +285,11 @@ def grid_table(summary:pd.DataFrame, metric:str='final', col:str|None=None, titl
             if r is None: cells.append('-'); continue
             m, s = getattr(r, f'{metric}_mean'), getattr(r, f'{metric}_std')
             txt = f"{m:.2f} ± {s:.2f}"
+            d, p = getattr(r, f'{metric}_diff', np.nan), getattr(r, f'{metric}_p', np.nan)
+            if d == d: txt += f" (Δ {d:+.2f}, p {'-' if p is None or p != p else f'{p:.3f}'})"
+            elif paired and getattr(r, 'is_ref', False): txt += " (ref)"
             cells.append(f"[bold]{txt} ★[/bold]" if m == top and len(by) > 1 else txt)
-        t.add_row(*[_short(k) for k in key], *cells, str(int(grp['n'].sum())), f"{grp['seconds'].sum():.0f}")
+        t.add_row(*[_short(k) if a != 'baseline' else (k or 'none') for a, k in zip(rows_by, key)], *cells, str(int(grp['n'].sum())), f"{grp['seconds'].sum():.0f}")
     return t
 
 # %% ../nbs/12_experiments.ipynb #635fb16a
@@ -242,8 +310,10 @@ def _bars(summary, x_axis, hue, metric, path, title):
 
 def plot_grid(summary:pd.DataFrame, out, # The folder to write the PNGs to
               metric:str='final', title:str='') -> list: # The files written
-    "PNG plots that fit the grid: loss bars, γ curve, optimizer × loss heat map, or bars per cell."
-    _check_metric(metric, summary); out = Path(out); v = varying(summary); files = []
+    "PNG plots that fit the grid: loss bars, γ curve, optimizer × loss heat map, or bars per cell; accuracy against storage when the cells' storage differs."
+    _check_metric(metric, summary); out = Path(out)
+    summary = summary[summary.baseline == ''] if 'baseline' in summary else summary  # (the evaluated cells: baselines are in the table)
+    v = varying(summary); files = []
     if 'loss' in v:
         hue = [a for a in v if a not in ('loss', 'gamma', 'refine')] + (['refine'] if 'refine' in v else [])
         hue = [a for a in hue if a not in _follows(summary, 'loss', hue)]  # colours only for what varies within a loss
@@ -279,7 +349,23 @@ def plot_grid(summary:pd.DataFrame, out, # The folder to write the PNGs to
     if not files:
         s = summary.assign(cell=[cell_label(dict(r._asdict()), v) for r in summary.itertuples()])
         files.append(_bars(s, 'cell', [], metric, out / 'cells.png', title))
+    if 'storage_bytes' in summary and summary.storage_bytes.nunique() > 1: files.append(_storage_plot(summary, v, metric, out / 'storage.png', title))
     return files
+
+def _storage_plot(summary, v, metric, path, title):
+    "Accuracy against the bytes each cell trains from (its images, and its stored labels or teacher): one point per cell."
+    plt = pyplot(); fig, ax = plt.subplots(figsize=(4.8, 3.4)); s = summary.sort_values('storage_bytes')
+    sized, other = [a for a in ('data', 'ipc') if a in v], [a for a in v if a not in ('data', 'ipc')]
+    for k, grp in (s.groupby(other, sort=False) if other else [((), s)]):
+        ax.errorbar(grp.storage_bytes / 1e6, grp[f'{metric}_mean'], yerr=grp[f'{metric}_std'], marker='o', capsize=2,
+                    label=cell_label(dict(zip(other, k if isinstance(k, tuple) else (k,))), other) if other else None)
+        for r in grp.itertuples():
+            if sized: ax.annotate(cell_label(r._asdict(), sized), (r.storage_bytes / 1e6, getattr(r, f'{metric}_mean')), fontsize=6,
+                                  xytext=(3, 3), textcoords='offset points')
+    ax.set_xscale('log'); ax.set_xlabel('storage (MB): images + stored labels or teacher'); ax.set_ylabel(f'{metric} test accuracy (%)')
+    ax.set_title(title, fontsize=8); ax.grid(alpha=0.3)
+    if other: ax.legend(fontsize=6)
+    return save_figure(fig, path)
 
 # %% ../nbs/12_experiments.ipynb #ac02641a
 def _load_all(cells, teacher, test, arch_kwargs=None, download:bool=False, data_path:str='auto', budget=None,
@@ -320,11 +406,13 @@ def grid_runs(cells:list, epochs:int|None=None, repeats:int=3, seed:int=0, teach
         ('teacher_check', True), ('arch_kwargs', None), ('real', None), ('download', False), ('data_path', 'auto'), ('budget', None),
         ('item_aug', None), ('decode', None), ('test_labels', None), ('subset', None), ('teacher_arch', None)))
     heldout_spec, per_class = overrides.pop('heldout', None), overrides.pop('heldout_per_class', 100)
+    baselines = [check_choice(b, BASELINES, 'baseline') for b in overrides.pop('baselines', None) or []]
     sets, t, test_set, tname, testname = _load_all(cells, teacher, test, arch_kwargs, download, data_path, budget, test_labels, subset, teacher_arch)
     heldout = None if heldout_spec is None else load_heldout(heldout_spec, next(iter(sets.values())), [test_set, *sets.values()], per_class,
                                                              seed, download, budget)
+    tacc = None
     if check:  # before anything trains: the teacher labels the test set and every set of the grid
-        check_teacher_fits(t, list({id(s): s for s in sets.values()}.values()), test_set, device)
+        tacc = check_teacher_fits(t, list({id(s): s for s in sets.values()}.values()), test_set, device)
     runs, ep, zca = [], {} if epochs is None else dict(epochs=epochs), None  # (None: each protocol's own epochs)
     for c in cells:
         named = protocol if not isinstance(protocol, str) and c['protocol'] == protocol.name else c['protocol']  # (a Protocol of the caller's)
@@ -342,10 +430,25 @@ def grid_runs(cells:list, epochs:int|None=None, repeats:int=3, seed:int=0, teach
                             labels=dict(data=label, teacher=tname, test=testname, repeat=r), zca=zca if whiten else None,
                             item_aug=_item_aug(dset, dict(item_aug=item_aug, decode=decode)) if isinstance(dset, ImageFiles) else None,
                             heldout=heldout))
-    if real is not None and zca is None:
-        raise InputError("real training images were given to fit a ZCA whitening, but no cell whitens (protocol datm, norm 'zca' or "
-                         "DATM's images): leave them out (--real).")
+    drawn = {'random', 'full'} & set(baselines)  # (baselines drawn from the real training images)
+    if real is not None and zca is None and not drawn:
+        raise InputError("real training images were given to fit a ZCA whitening or draw the random and full baselines, but no cell whitens "
+                         "(protocol datm, norm 'zca' or DATM's images) and no such baseline was asked for: leave them out (--real), or add "
+                         "--baselines random,full.")
+    runs += baseline_runs(runs, baselines, load_real_train(real, next(iter(sets.values())), test, download) if drawn else None)
+    if 'teacher' in baselines and t is not None: runs += _teacher_runs(runs[0], t, test_set, tacc, tname)
     return runs
+
+def _teacher_runs(x:Run, teacher, test, acc, name:str) -> list:
+    "The teacher baseline as rows of the store: one `Run` per teacher with its test accuracy as a known result (nothing trains)."
+    from gift_fastai.engine import teacher_accuracy
+    ts = list(teacher) if isinstance(teacher, (list, tuple)) else [teacher]
+    accs = acc if acc is not None else teacher_accuracy(teacher, test)
+    accs = accs if isinstance(accs, list) else [accs]
+    return [dataclasses.replace(x, teacher=m, loss='teacher', loss_kwargs=None, cbs=(), heldout=None, item_aug=x.item_aug, cell=dict(baseline='teacher'),
+                                labels={**x.labels, 'repeat': 0, 'arch': (getattr(m, 'teacher_meta', None) or {}).get('arch', type(m).__name__),
+                                        'teacher': name if len(ts) == 1 else f"{name}[{i}]"},
+                                result=dict(final_acc=a, best_acc=a, evals=[], seconds=0.0)) for i, (m, a) in enumerate(zip(ts, accs))]
 
 def run_grid(cells:list, # Cells from `expand_grid`
              out, # A folder or `ResultsStore`: each run's row goes to its results.csv; finished runs found there are skipped

@@ -143,3 +143,44 @@ def test_the_embedded_set_in_one_command(tmp_path, capsys):
     rows = list(csv.DictReader(open(tmp_path / 'e' / 'results.csv')))
     assert sorted((r['baseline'], r['loss']) for r in rows) == [('', 'gift'), ('', 'kl'), ('hard', 'ce'), ('random', 'gift'), ('random', 'kl')]
     assert (tmp_path / 'e' / 'report.html').exists()
+
+
+def test_gift_ablate_trains_baselines_compares_paired_and_reports(files, tmp_path, capsys):
+    "gift-ablate --baselines ... --report: each cell's baselines as rows (the hard and full ones once per seed, not per loss), every cell "
+    "paired by seed against the native loss, DD-Ranking's scores per cell, the teacher's row, one page; a rerun trains nothing."
+    from gift_fastai.stats import label_robust_score, aug_robust_score
+    from gift_fastai.teachers import check_teacher, load_teacher
+    real = _real(files, tmp_path)
+    args = ['--data', files['data'], '--test', files['test'], '--teacher', files['teacher'], '--loss', 'gift,kl', '--epochs', '2',
+            '--eval-every', '1', '--repeats', '2', '--baselines', 'random,hard,full,noaug,teacher', '--real', str(real), '--report',
+            '--out', str(tmp_path / 'g')]
+    assert gift_ablate(args) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "DD-Ranking's scores of loss=gift" in out and 'teacher (' in out, out
+    rows = list(csv.DictReader(open(tmp_path / 'g' / 'results.csv')))
+    kinds = sorted((r['baseline'], r['loss']) for r in rows)
+    assert kinds == sorted([(b, l) for b in ('', 'random', 'noaug', 'random-noaug') for l in ('gift', 'kl') for _ in range(2)]
+                           + [('hard', 'ce')] * 2 + [('full', 'ce')] * 2 + [('teacher', 'teacher')]), kinds
+    fp = lambda r: json.loads(r['settings'])['data']
+    for s in ('0', '1'):  # one random subset per seed, shared by both losses; another one for the other seed
+        assert len({fp(r) for r in rows if r['baseline'] == 'random' and r['seed'] == s}) == 1
+    assert len({fp(r) for r in rows if r['baseline'] == 'random'}) == 2
+    assert {r['data'] for r in rows if r['baseline'] in ('random', 'hard', 'noaug')} == {'set'} and {r['n_train'] for r in rows if r['baseline'] == 'random'} == {'20'}
+    assert all(r['storage_bytes'] and int(r['storage_bytes']) > 0 for r in rows)
+    teacher = [r for r in rows if r['baseline'] == 'teacher'][0]
+    assert float(teacher['final_acc']) == check_teacher(load_teacher(files['teacher']), DistilledSet.load(files['test']), warn=False).accuracy
+    summ = {(s['baseline'], s['loss']): s for s in csv.DictReader(open(tmp_path / 'g' / 'summary.csv'))}
+    acc = lambda b, l: {r['seed']: float(r['final_acc']) for r in rows if r['baseline'] == b and r['loss'] == l}
+    mean = lambda b, l: np.mean(list(acc(b, l).values()))
+    kl, gift = acc('', 'kl'), acc('', 'gift')
+    d = [kl[s] - gift[s] for s in ('0', '1')]
+    assert summ[('', 'kl')]['ref'] == 'gift' and abs(float(summ[('', 'kl')]['final_diff']) - 100 * np.mean(d)) < 1e-3
+    if np.std(d) > 0: assert abs(float(summ[('', 'kl')]['final_p']) - stats.ttest_rel([kl[s] for s in '01'], [gift[s] for s in '01']).pvalue) < 1e-5
+    want = label_robust_score(mean('full', 'ce'), mean('hard', 'ce'), mean('', 'gift'), mean('random', 'gift'))['lrs']
+    assert abs(float(summ[('', 'gift')]['lrs']) - want) < 1e-5
+    ars = aug_robust_score(mean('', 'kl'), mean('random', 'kl'), mean('noaug', 'kl'), mean('random-noaug', 'kl'))['ars']
+    assert abs(float(summ[('', 'kl')]['ars']) - ars) < 1e-5
+    page = (tmp_path / 'g' / 'report.html').read_text()
+    assert 'Every cell' in page and 'random baseline' in page and 'Confusion matrices' in page and 'http' not in page.replace('http-equiv', '')
+    before = (tmp_path / 'g' / 'results.csv').read_text()
+    assert gift_ablate(args) == 0 and (tmp_path / 'g' / 'results.csv').read_text() == before  # every run found: nothing trains again
