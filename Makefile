@@ -13,7 +13,7 @@ STAMP  := $(VENV)/.installed-$(HASH)
 export PIP_CONSTRAINT := $(abspath constraints.txt)
 export NO_ALBUMENTATIONS_UPDATE := 1
 
-.PHONY: install export test check lock clean demo docs docs-check nbs bench
+.PHONY: install export test check lock clean demo docs docs-check nbs bench gpu-check
 
 install: $(STAMP)
 
@@ -41,6 +41,13 @@ bench: $(STAMP)
 	$(BIN)/python bench/dsa_throughput.py
 	$(BIN)/python bench/levers_tried.py
 	$(BIN)/python bench/accuracy.py --settings fp32-nchw,fp32-cl,bf16-cl,bf16teacher-cl
+
+# The GPU check (by hand, on a machine with a CUDA GPU; under 8 minutes on one H100/H200): bench.py on cuda in fp32/bf16/fp16, the
+# CUDA-only tests, a checkpoint written on CUDA and resumed on the CPU, a 1-GPU nccl launch, several runs per GPU against one,
+# GPU against CPU accuracy, the paper's grid extrapolated; writes bench/results/gpu-check.json. Without a GPU it says so and exits 0.
+gpu-check: export PYTHONWARNINGS := ignore:`torch.jit.script` is deprecated:FutureWarning,ignore:The 'mode.chained_assignment' option is deprecated:Warning
+gpu-check: $(STAMP)
+	$(BIN)/python bench/gpu_check.py
 
 # Write gift_fastai/ and README.md from the notebooks (the notebooks are the source; README.md is nbs/index.ipynb).
 export: $(STAMP)

@@ -78,7 +78,7 @@ def bound_runner(arch, dset, teacher, device, loss='gift', use_teacher=True, set
     model = student(arch, dset, device)
     model, teach = levers.prepare(model, teacher, s)
     lf = get_loss(loss)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4, foreach=True)  # (CUDA's default; the library's too)
     bs, n = paper_bs(len(dset)), len(dset)
     model.train()
     state = dict(perm=torch.randperm(n, device=device), i=0)

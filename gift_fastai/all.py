@@ -8,7 +8,7 @@ Docs: https://gift-fastai.github.io/gift-fastai/all.html.md"""
 __all__ = []
 
 # %% ../nbs/99_all.ipynb #8c5908e8
-from . import core, protocols, losses, augment, models, data, callbacks, checkpoint, learner, engine, teachers, distill, datasets, distributed, assets, experiments, continual, replay, files, imagenet, stats, report
+from . import core, protocols, losses, augment, models, data, callbacks, checkpoint, learner, engine, teachers, distill, datasets, distributed, assets, experiments, continual, replay, files, imagenet, stats, report, parallel
 from .core import *
 from .protocols import *
 from .losses import *
@@ -31,4 +31,5 @@ from .files import *
 from .imagenet import *
 from .stats import *
 from .report import *
-__all__ = [n for m in (core, protocols, losses, augment, models, data, callbacks, checkpoint, learner, engine, teachers, distill, datasets, distributed, assets, experiments, continual, replay, files, imagenet, stats, report) for n in m.__all__]  # a star import of this module re-exports every module's names
+from .parallel import *
+__all__ = [n for m in (core, protocols, losses, augment, models, data, callbacks, checkpoint, learner, engine, teachers, distill, datasets, distributed, assets, experiments, continual, replay, files, imagenet, stats, report, parallel) for n in m.__all__]  # a star import of this module re-exports every module's names

@@ -190,11 +190,13 @@ class TeacherRelabel(Callback):
             if p is not None and p.device != xb.device: t.to(xb.device)
             if t.training != (self.train_mode and self.training): t.train(self.train_mode and self.training)
         with torch.inference_mode(), autocast_for(self.precision, xb.device):  # (no autograd bookkeeping at all)
-            outs = torch.stack([t(xb).float() for t in self.teachers])
-            if self.ensemble == 'rescaled' and len(outs) > 1:  # each logit matrix to the teachers' mean Frobenius norm
-                n = outs.flatten(1).norm(dim=1)
-                outs = outs * (n.mean() / n)[:, None, None]
-            out = outs.mean(0)
+            if len(self.teachers) == 1: out = self.teachers[0](xb).float()  # (the mean of one: itself, without a stack and a mean per batch)
+            else:
+                outs = torch.stack([t(xb).float() for t in self.teachers])
+                if self.ensemble == 'rescaled':  # each logit matrix to the teachers' mean Frobenius norm
+                    n = outs.flatten(1).norm(dim=1)
+                    outs = outs * (n.mean() / n)[:, None, None]
+                out = outs.mean(0)
         return out.clone()  # a normal tensor: a loss may save it for its backward, which an inference tensor forbids
 
     def _join(self):

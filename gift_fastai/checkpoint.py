@@ -73,8 +73,12 @@ def load_fit_state(learn, st:dict):
 # %% ../nbs/16_checkpoint.ipynb #e34d4ece
 def save_checkpoint(path, state:dict) -> Path:
     "Write `state` to `path` with `torch.save`, atomically (a temporary file, then a rename); make its folder."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    return _atomic_write(path, lambda tmp: torch.save(state, tmp))
+    path = Path(path)
+    for attempt in range(3):  # (another process sharing the store may prune the folder, empty, between our mkdir and our write)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try: return _atomic_write(path, lambda tmp: torch.save(state, tmp))
+        except (FileNotFoundError, InputError):  # (_atomic_write refuses a folder that is gone)
+            if attempt == 2 or path.parent.exists(): raise
 
 def load_checkpoint(path, need=('epoch', 'n_epoch', 'model', 'opt'), # The keys it must hold (default: a fit's)
                     what:str='fit' # What kind of checkpoint that is, for the error
@@ -94,9 +98,12 @@ def load_checkpoint(path, need=('epoch', 'n_epoch', 'model', 'opt'), # The keys 
 def remove_empty(folder):
     "Remove `folder` and the folders under it that hold no file (what finished runs leave of their checkpoints)."
     folder = Path(folder)
-    if not folder.is_dir(): return
-    for d in sorted((p for p in folder.rglob('*') if p.is_dir()), key=lambda p: -len(p.parts)) + [folder]:
-        if not any(d.iterdir()): d.rmdir()
+    try: dirs = sorted((p for p in folder.rglob('*') if p.is_dir()), key=lambda p: -len(p.parts)) + [folder]
+    except FileNotFoundError: return  # (gone: another process sharing the store removed it)
+    for d in dirs:
+        try:
+            if not any(d.iterdir()): d.rmdir()
+        except OSError: pass  # (removed by another process, or a file arrived meanwhile: theirs, kept)
 
 def run_checkpoints(root, key, resume:bool=True) -> Path:
     "The checkpoint folder of one run of a grid: `root`/<hash of `key`>; without `resume` an old one is removed (that run starts over)."

@@ -6,10 +6,10 @@ Docs: https://gift-fastai.github.io/gift-fastai/cli.html.md"""
 
 # %% auto #0
 __all__ = ['HelpFormatter', 'add_input_args', 'add_download_arg', 'new_file', 'add_protocol_args', 'add_speed_args',
-           'add_resume_args', 'protocol_settings', 'results_store', 'comma_list', 'RichReport', 'results_table',
-           'eval_parser', 'gift_eval', 'gift_eval_main', 'ablate_parser', 'gift_ablate', 'gift_ablate_main',
-           'continual_parser', 'gift_continual', 'gift_continual_main', 'distill_parser', 'gift_distill',
-           'gift_distill_main', 'teacher_parser', 'gift_teacher', 'gift_teacher_main']
+           'add_parallel_args', 'parallel', 'add_resume_args', 'protocol_settings', 'results_store', 'comma_list',
+           'RichReport', 'results_table', 'eval_parser', 'gift_eval', 'gift_eval_main', 'ablate_parser', 'gift_ablate',
+           'gift_ablate_main', 'continual_parser', 'gift_continual', 'gift_continual_main', 'distill_parser',
+           'gift_distill', 'gift_distill_main', 'teacher_parser', 'gift_teacher', 'gift_teacher_main']
 
 # %% ../nbs/11_cli.ipynb #4b33efe1
 import argparse, datetime, shutil, sys, time, warnings
@@ -166,6 +166,27 @@ def add_speed_args(p:argparse.ArgumentParser) -> argparse.ArgumentParser:
       "the processes; without it each process normalises with its own batch statistics")
     return p
 
+def add_parallel_args(p:argparse.ArgumentParser) -> argparse.ArgumentParser:
+    "Add --jobs, --executor and --threads: the runs as futures on local processes, a Dask cluster or SLURM (`gift_fastai.parallel`)."
+    a = p.add_argument
+    a('--jobs', type=int, default=1, help="runs trained at once: worker processes, each pinned to its share of the CPU cores or, on "
+      "CUDA, to a GPU (several per GPU when there are more jobs than GPUs); with --executor dask, the LocalCluster's workers")
+    a('--executor', default=None, help="where the runs go: local (processes, the default with --jobs), dask (a LocalCluster), "
+      "dask:ADDRESS (your Dask scheduler), slurm:KEY=VALUE,... (submitit's SLURM parameters, e.g. slurm:slurm_partition=gpu,"
+      "gpus_per_node=1,timeout_min=600) or submitit-local; every run writes its row to --out's results")
+    a('--threads', type=int, default=None, help="torch's CPU threads per run trained here (default: torch's); CPU results depend on "
+      "it at the float level (recorded per row): --threads 1 reproduces a --jobs 2 grid of 2 cores exactly")
+    return p
+
+def parallel(args, folder):
+    "The executor of a command's --jobs/--executor, as a context manager (None without them: the runs train here, one after another)."
+    import contextlib
+    from gift_fastai.parallel import make_executor
+    if args.jobs < 1: raise InputError(f"--jobs must be an integer >= 1, got {args.jobs}.")
+    if args.jobs == 1 and args.executor is None: return contextlib.nullcontext(None)
+    if world_size() > 1: raise InputError("--jobs/--executor run the runs in processes of their own: do not also launch the command on several processes.")
+    return make_executor(args.executor, args.jobs, args.device, folder)
+
 def add_resume_args(p:argparse.ArgumentParser, what:str='runs') -> argparse.ArgumentParser:
     "Add --resume and --checkpoint-every (checkpoints go to <out>/checkpoints)."
     p.add_argument('--resume', action='store_true', help=f"continue the unfinished {what} in --out from their last checkpoint (same "
@@ -266,6 +287,8 @@ class RichReport:
         elif event == 'end':
             if info['run'].result is not None:  # (nothing trained)
                 self.progress.advance(self.task, info['run'].protocol.epochs); self.total -= info['run'].protocol.epochs
+            elif info.get('remote'):  # (trained by a worker of an executor: its epochs at once)
+                self.progress.advance(self.task, info['run'].protocol.epochs); self.done_epochs += info['run'].protocol.epochs
             self.done_runs += 1
             if self.line is not None: self.progress.console.print(f"{self.line(info['run'], info['row'])} · {self.eta()}")
     def __enter__(self): return self
@@ -330,7 +353,7 @@ def eval_parser() -> argparse.ArgumentParser:
     p.add_argument('--out', default=None, help="output folder (default: a new gift-eval-<time> folder here); re-running into it skips finished runs")
     p.add_argument('--report', action='store_true', help="also write <out>/report.html: one self-contained page (settings, results with "
                    "intervals and paired tests, baselines, accuracy curves with seed bands, confusion matrices, per-class accuracy, storage)")
-    return add_resume_args(add_speed_args(add_protocol_args(p)))
+    return add_parallel_args(add_resume_args(add_speed_args(add_protocol_args(p))))
 
 def gift_eval(argv=None) -> int:
     "The `gift-eval` command; returns the exit code (0, or 2 for a bad argument)."
@@ -380,9 +403,9 @@ def _gift_eval(args) -> int:
     if args.ipc is not None: names['data'] += f' ipc={args.ipc}'
     console.print(_inputs_line('gift-eval', dset, test, teacher, out))
     t0 = time.time()
-    with RichReport(console, 'runs (loss × repeat)', _acc_line) as report:
+    with RichReport(console, 'runs (loss × repeat)', _acc_line) as report, parallel(args, out) as ex:
         res = evaluate_distilled(dset, test, args.arch, losses, teacher, seeds=range(args.seed, args.seed + args.repeats), out=store,
-                                 device=args.device, report=report, names=names, **settings)
+                                 device=args.device, report=report, names=names, executor=ex, threads=args.threads, **settings)
     if not is_main(): return 0
     config = dict(vars(args), data=str(args.data or asset_path('data')), test=str(args.test or asset_path('test')), teacher=str(tpath),
                   losses=losses, n_train=len(dset), n_test=len(test), classes=dset.classes, set_meta=dset.meta,
@@ -439,7 +462,7 @@ def ablate_parser() -> argparse.ArgumentParser:
     a('--report', action='store_true', help="also write <out>/report.html: one self-contained page (settings, the grid table, every cell "
       "with its interval, paired test and DD-Ranking's scores, the plots, accuracy curves with seed bands, confusion matrices, storage)")
     a('--dry-run', action='store_true', help="print the runs and exit")
-    return add_resume_args(add_speed_args(p), 'runs of the grid')
+    return add_parallel_args(add_resume_args(add_speed_args(p), 'runs of the grid'))
 
 def gift_ablate(argv=None) -> int:
     "The `gift-ablate` command; returns the exit code (0, or 2 for a bad argument)."
@@ -468,12 +491,12 @@ def _gift_ablate(args) -> int:
     t0 = time.time()
     axes = [a for a in AXES if len({str(c[a]) for c in cells}) > 1] or ['loss']  # a finished run is named by what the grid varies
     line = lambda run, row: _acc_line(run, row).replace(f"  {row['loss']} ", f"  {cell_label(row, axes)} ", 1)
-    with RichReport(console, f"runs ({len(cells)} cells × {args.repeats} repeats)", line) as report:
+    with RichReport(console, f"runs ({len(cells)} cells × {args.repeats} repeats)", line) as report, parallel(args, store.folder) as ex:
         rows = run_grid(cells, store, epochs=settings.pop('epochs', None), repeats=args.repeats, seed=args.seed, teacher=args.teacher,
                         test=args.test, device=args.device, report=report, download=args.download, real=args.real,
                         data_path=args.data_path, budget=args.memory_budget, workers=args.workers, decode=args.decode,
                         item_aug=False if args.device_aug else None, test_labels=args.test_labels, subset=args.subset,
-                        heldout=args.heldout, heldout_per_class=args.heldout_per_class, baselines=bl,
+                        heldout=args.heldout, heldout_per_class=args.heldout_per_class, baselines=bl, executor=ex, threads=args.threads,
                         teacher_arch=args.teacher_arch, **settings)
     if not is_main(): return 0
     out, summary = store.folder, summarise_grid(rows, ref=None if args.ref == 'none' else args.ref)

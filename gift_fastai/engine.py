@@ -266,10 +266,10 @@ def fit_run(run:Run, device=None, # Where it trains (default: fastai's default d
 COLUMNS = ('key', 'data', 'test', 'teacher', 'arch', 'loss', 'refine', 'gamma', 'protocol', 'epochs', 'opt', 'lr', 'wd', 'bs',
            'seed', 'repeat', 'ipc', 'memory', 'stream', 'budget', 'order', 'steps', 'step', 'classes_seen', 'memory_size',
            'n_train', 'n_test', 'final_acc', 'best_acc', 'evals', 'seconds', 'settings', 'device', 'torch', 'fastai', 'gift_fastai',
-           'finished', 'n_heldout', 'heldout_selected_acc', 'selected_epoch', 'heldout_evals', 'per_class', 'baseline', 'storage_bytes')
+           'finished', 'n_heldout', 'heldout_selected_acc', 'selected_epoch', 'heldout_evals', 'per_class', 'baseline', 'storage_bytes', 'threads')
 # (columns are only ever added, at the end: a store of an earlier version is read with them empty, and rewritten when a row is added)
 NUMERIC = ('ipc', 'gamma', 'epochs', 'lr', 'wd', 'bs', 'seed', 'repeat', 'budget', 'steps', 'step', 'classes_seen', 'memory_size',
-           'n_train', 'n_test', 'final_acc', 'best_acc', 'seconds', 'n_heldout', 'heldout_selected_acc', 'selected_epoch', 'storage_bytes')
+           'n_train', 'n_test', 'final_acc', 'best_acc', 'seconds', 'n_heldout', 'heldout_selected_acc', 'selected_epoch', 'storage_bytes', 'threads')
 
 def fmt(v) -> str:
     "How a value is written to (and compared in) `results.csv`: '' for none, `repr` for floats (exact), JSON for containers."
@@ -418,6 +418,7 @@ def make_row(run:Run, key:str, result:dict, device, cache:dict|None=None) -> dic
             'seconds': round(float(result['seconds']), 2), 'settings': s, 'device': str(device),
             'finished': time.strftime('%Y-%m-%dT%H:%M:%S'), **versions(), 'per_class': result.get('per_class'),
             'storage_bytes': _storage_total(run, cache),
+            'threads': torch.get_num_threads() if torch.device(device).type == 'cpu' else None,  # (CPU results depend on it, at the float level)
             **({} if run.heldout is None else {'n_heldout': len(run.heldout), 'heldout_selected_acc': result.get('heldout_selected_acc'),
                                                'selected_epoch': result.get('selected_epoch'),
                                                'heldout_evals': [list(e) for e in result.get('heldout_evals', [])]})}
@@ -429,7 +430,9 @@ def run_all(runs:list, # `Run`s
             report=None, # Called as report(event, **info): 'plan' (total, todo, epochs, device), 'start' (index, run, resumed), 'epoch' (index, epoch), 'end' (index, run, row)
             stop_after:int|None=None, # Train at most this many runs, then return (the rest stays to do)
             workers:int|None=None, # Sets on disk: decoding processes (default: up to 8 CPU cores)
-            decode:str='cpu' # Sets on disk: where the files are decoded ('cpu' or 'device', see `fit_run`)
+            decode:str='cpu', # Sets on disk: where the files are decoded ('cpu' or 'device', see `fit_run`)
+            executor=None, # Train the runs as futures on this executor (`gift_fastai.parallel.make_executor`: local processes, Dask, SLURM), each writing its row to `store`
+            threads:int|None=None # torch's CPU threads per run (None: this process's, or a worker's share of the cores); a CPU run's floats depend on it (recorded in `threads`)
            ) -> list: # The rows of `runs` finished before or now (dicts of strings, as the store writes them), in the order of `runs`
     "Train every run that `store` does not hold yet, recording each the moment it finishes; several processes may share `store`."
     # (a run killed mid-way is refused unless the store resumes: its checkpoint holds work that a silent restart would throw away)
@@ -449,6 +452,28 @@ def run_all(runs:list, # `Run`s
     if killed and not store.resume:
         raise InputError(f"{store.folder} holds the checkpoints of {len(killed)} run(s) that were killed mid-way: resume them "
                          f"(--resume, resume=True), or delete {store.folder / 'checkpoints'} to start them over.")
+    if executor is not None and todo:  # (the executor schedules; each worker trains its run into the store, claims and all)
+        if store is None: raise InputError("runs on an executor write their rows to a results store: give one (out=...).")
+        if L(cbs): raise InputError("extra callbacks run in this process, and the runs train in the executor's workers: leave cbs out, or the executor.")
+        if world_size() > 1: raise InputError("a launch of several processes trains each run on all of them: run the grid's runs on an executor, or launch, not both.")
+        from gift_fastai.parallel import wait_rows
+        def end(i, row): rows[keys[i]] = row; _emit(report, 'end', index=i, run=runs[i], row=row, remote=True)
+        wait_rows(executor, {i: runs[i] for i in todo}, store, device, workers, decode, threads, on_end=end,
+                  on_start=lambda i: _emit(report, 'start', index=i, run=runs[i], resumed=keys[i] in killed))
+        return [rows[k] for k in keys if k in rows]
+    with _threads(threads): _train_here(runs, keys, todo, rows, store, dev, cbs, report, workers, decode, killed, cache, shared)
+    return [rows[k] for k in keys if k in rows]
+
+@contextlib.contextmanager
+def _threads(n:int|None):
+    "torch's intra-op CPU threads set to `n` (None: left) for the block, then restored."
+    old = torch.get_num_threads()
+    if n is not None: torch.set_num_threads(check_int(n, 'threads'))
+    try: yield
+    finally: torch.set_num_threads(old)
+
+def _train_here(runs, keys, todo, rows, store, dev, cbs, report, workers, decode, killed, cache, shared):
+    "`run_all`'s sequential loop in this process: each run claimed, trained (or taken from another process's row) and recorded."
     pending, waited = list(todo), set()
     while pending:
         i = pending.pop(0); k, run = keys[i], runs[i]
@@ -466,11 +491,12 @@ def run_all(runs:list, # `Run`s
             if store is not None and is_main():
                 if res.get('confusion') is not None: store.save_confusion(k, res, run.dset.classes)  # (before its row: a row's file is always there)
                 store.add(row)
-            if res.get('checkpoint') is not None and Path(res['checkpoint']).exists(): Path(res['checkpoint']).unlink()
+            if res.get('checkpoint') is not None:  # (the run is finished: its checkpoint, and a write a kill interrupted, go)
+                ck = Path(res['checkpoint'])
+                for f in [ck, *ck.parent.glob(f'.{ck.name}.*.tmp')]: f.unlink(missing_ok=True)
             if store is not None and is_main(): remove_empty(store.folder / 'checkpoints')
             rows[k] = row
             _emit(report, 'end', index=i, run=run, row=row)
-    return [rows[k] for k in keys if k in rows]
 
 # %% ../nbs/18_engine.ipynb #6a8606c2
 def _item_aug(dset, settings:dict):
@@ -479,7 +505,7 @@ def _item_aug(dset, settings:dict):
     return False if settings.get('decode') == 'device' and settings.get('item_aug') is None else settings.get('item_aug')
 
 _CALL_SETTINGS = ('loss_kwargs', 'arch_kwargs', 'names', 'teacher_check', 'labels', 'zca', 'workers', 'item_aug', 'decode', 'heldout',
-                  'baselines', 'real')
+                  'baselines', 'real', 'executor', 'threads')
 
 BASELINES = {'random': "a random real subset at the set's IPC, drawn for each seed from the real training images (never a held-out or "
                        "test image), trained with the same protocol, losses and teacher (DD-Ranking's random baseline)",
@@ -620,7 +646,8 @@ def evaluate_distilled(dset:DistilledSet, # The distilled training set
                 item_aug=_item_aug(dset, overrides), heldout=overrides.get('heldout')) for l in losses for r, seed in enumerate(seed_list(seeds))]
     bl = list(overrides.get('baselines') or [])
     base = baseline_runs(runs, bl, real=overrides.get('real'))
-    rows = run_all(runs + base, store, device=device, cbs=cbs, report=report, workers=overrides.get('workers'), decode=overrides.get('decode') or 'cpu')
+    rows = run_all(runs + base, store, device=device, cbs=cbs, report=report, workers=overrides.get('workers'), decode=overrides.get('decode') or 'cpu',
+                   executor=overrides.get('executor'), threads=overrides.get('threads'))
     res = [dict(loss=r['loss'], repeat=run.labels['repeat'], seed=int(r['seed']), final_acc=float(r['final_acc']), baseline=r.get('baseline') or None,
                 best_acc=float(r['best_acc']), evals=[tuple(e) for e in json.loads(r['evals'] or '[]')], seconds=float(r['seconds']),
                 key=r['key'], per_class=json.loads(r['per_class']) if r.get('per_class') else None,

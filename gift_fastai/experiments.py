@@ -463,7 +463,8 @@ def run_grid(cells:list, # Cells from `expand_grid`
             ) -> list: # The rows of the grid's runs (finished before or now), in grid order
     "Train every (cell, repeat) not yet in `out`'s results, recording each run's row as it finishes."
     workers, decode = settings.pop('workers', None), settings.get('decode') or 'cpu'  # (grid_runs turns the item augmentation off for 'device')
+    executor, threads = settings.pop('executor', None), settings.pop('threads', None)  # (`run_all`'s: the runs on an executor; CPU threads)
     runs = grid_runs(cells, epochs, repeats, seed, teacher, test, device=device, **settings)
     return run_all(runs, out if isinstance(out, ResultsStore) else ResultsStore(out), device=device, report=report, stop_after=stop_after,
-                   workers=workers, decode=decode)
+                   workers=workers, decode=decode, executor=executor, threads=threads)
 

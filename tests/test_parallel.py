@@ -1,0 +1,90 @@
+"""Many runs at once (`gift_fastai.parallel`): a grid's runs on local worker processes, on a Dask LocalCluster and on submitit's
+local executor give the rows a sequential run gives (at the same CPU threads per run: float sums depend on the count); a
+parallel grid killed mid-run (the whole process group, as a scheduler kills a job) continues with --resume."""
+import csv, os, signal, subprocess, time
+import pytest
+from gift_fastai.cli import gift_ablate, gift_eval
+from gift_fastai.parallel import slots
+
+from conftest import blobs  # noqa: F401  (and the `files` fixture of conftest.py)
+from test_resume import ENV, exe, pths
+
+THREADS = str(len(slots(2, 'cpu')[0]['cores']))  # (a worker's share of this machine's cores: the sequential reference uses as many)
+
+
+def args(files, out, *extra, epochs=3):
+    return ['--data', files['data'], '--test', files['test'], '--teacher', files['teacher'], '--loss', 'gift,kl', '--epochs', str(epochs),
+            '--eval-every', '1', '--repeats', '2', '--out', str(out), *extra]
+
+
+def table(out):
+    "What a run's result is: its key, accuracies, tests over epochs and per-class accuracy (not its time or its worker)."
+    return sorted((r['key'], r['final_acc'], r['best_acc'], r['evals'], r['per_class'], r['threads']) for r in csv.DictReader(open(out / 'results.csv')))
+
+
+@pytest.fixture(scope='module')
+def reference(files, tmp_path_factory):
+    "The grid run here, one run after another, at a worker's threads."
+    out = tmp_path_factory.mktemp('seq') / 'g'
+    assert gift_ablate(args(files, out, '--threads', THREADS)) == 0
+    return table(out)
+
+
+@pytest.mark.parametrize('executor', ['local', 'dask', 'submitit-local'])
+def test_a_grid_on_an_executor_has_the_rows_of_a_sequential_grid(files, tmp_path, reference, executor):
+    if executor == 'dask': pytest.importorskip('distributed')
+    if executor == 'submitit-local': pytest.importorskip('submitit')
+    assert gift_ablate(args(files, tmp_path / 'p', '--jobs', '2', '--executor', executor)) == 0
+    got = table(tmp_path / 'p')
+    assert len(got) == 4 and got == reference
+    if executor == 'submitit-local': assert any((tmp_path / 'p' / 'submitit').iterdir())   # its logs, next to the results
+    before = (tmp_path / 'p' / 'results.csv').read_text()
+    assert gift_ablate(args(files, tmp_path / 'p', '--jobs', '2', '--executor', executor)) == 0   # every row found: nothing trains
+    assert (tmp_path / 'p' / 'results.csv').read_text() == before
+
+
+def test_gift_eval_takes_jobs(files, tmp_path):
+    e = lambda out, *x: ['--data', files['data'], '--test', files['test'], '--teacher', files['teacher'], '--loss', 'gift,kl', '--epochs', '2',
+                         '--repeats', '2', '--out', str(out), *x]
+    assert gift_eval(e(tmp_path / 'p', '--jobs', '2')) == 0 and gift_eval(e(tmp_path / 's', '--threads', THREADS)) == 0
+    assert table(tmp_path / 'p') == table(tmp_path / 's') and len(table(tmp_path / 's')) == 4
+
+
+def test_bad_parallel_settings_are_refused(files, tmp_path, capsys):
+    assert gift_ablate(args(files, tmp_path / 'a', '--jobs', '0')) == 2 and '--jobs must be' in capsys.readouterr().err
+    assert gift_ablate(args(files, tmp_path / 'b', '--jobs', '2', '--executor', 'ray')) == 2 and 'unknown executor' in capsys.readouterr().err
+    assert gift_ablate(args(files, tmp_path / 'c', '--executor', 'slurm:partition')) == 2 and 'KEY=VALUE' in capsys.readouterr().err
+    if not __import__('shutil').which('srun'):
+        assert gift_ablate(args(files, tmp_path / 'd', '--executor', 'slurm:timeout_min=5')) == 2 and 'not on this machine' in capsys.readouterr().err
+
+
+def test_a_killed_parallel_grid_resumes(files, tmp_path):
+    "Four runs of 30 epochs on two workers, the whole process group killed once checkpoints are written; --resume finishes the grid."
+    out, E = tmp_path / 'killed', 30
+    cmd = [exe('gift-ablate'), *args(files, out, '--jobs', '2', '--checkpoint-every', '3', epochs=E)]
+    p = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    t0 = time.time()
+    while not pths(out / 'checkpoints'):
+        assert p.poll() is None, f"the grid ended (rc {p.returncode}) before it could be killed: {p.stderr.read()[-2000:]}"
+        assert time.time() - t0 < 300, "no run wrote a checkpoint"
+        time.sleep(0.01)
+    os.killpg(p.pid, signal.SIGKILL); p.wait()
+    done = len(list(csv.DictReader(open(out / 'results.csv')))) if (out / 'results.csv').exists() else 0
+    assert done < 4
+    assert gift_ablate(args(files, out, '--jobs', '2', '--checkpoint-every', '3', '--resume', epochs=E)) == 0
+    left = sorted(str(f.relative_to(out)) for f in (out / 'checkpoints').rglob('*')) if (out / 'checkpoints').exists() else []
+    assert not (out / 'checkpoints').exists(), left   # (nothing left: a write the kill interrupted goes with its finished run)
+    assert gift_ablate(args(files, tmp_path / 'ref', '--threads', THREADS, epochs=E)) == 0   # never stopped, one after another
+    assert table(out) == table(tmp_path / 'ref') and len(table(out)) == 4
+
+
+def test_the_gpu_check_says_so_without_a_gpu():
+    "`make gpu-check` on a machine without CUDA: one line that says so, exit 0, nothing written."
+    import sys, torch
+    from pathlib import Path
+    if torch.cuda.is_available(): pytest.skip("a GPU is here: `make gpu-check` measures it (minutes), not a unit test")
+    root = Path(__file__).resolve().parents[1]
+    before = sorted((root / 'bench' / 'results').glob('gpu-*.json'))
+    r = subprocess.run([sys.executable, str(root / 'bench' / 'gpu_check.py')], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and 'no CUDA GPU on this machine' in r.stdout, (r.stdout, r.stderr)
+    assert sorted((root / 'bench' / 'results').glob('gpu-*.json')) == before
