@@ -14,8 +14,10 @@ skipped, saying so):
    the same run in one process;
 5. runs per GPU: the same runs (ConvNet-3, CIFAR-100-shaped IPC 10, the GIFT protocol) on 1, 2, 4 and 8 local
    workers sharing the GPU (`gift_fastai.parallel.LocalExecutor`): runs per minute and images/s against one;
-6. accuracy: the embedded set, GIFT, 50 epochs, seeds 0-2, on the GPU and on the CPU: the means within noise;
-7. the paper's grid (8 losses x 3 seeds, CIFAR-100-shaped IPC 10, ConvNet-3, 1000 epochs) extrapolated from the
+6. levers: `bench/levers_tried.py --device cuda`: `torch.compile` of the student's step (and CUDA graphs, its
+   'reduce-overhead' mode) against eager, and the `torch.func` vectorised ensemble of 3 seeds against 3 runs in turn;
+7. accuracy: the embedded set, GIFT, 50 epochs, seeds 0-2, on the GPU and on the CPU: the means within noise;
+8. the paper's grid (8 losses x 3 seeds, CIFAR-100-shaped IPC 10, ConvNet-3, 1000 epochs) extrapolated from the
    measured throughput of part 5 at its best number of workers.
 
 Writes `<out>/gpu-check.json` (the README's performance section reads `bench/results/gpu-*.json`). `--selftest` runs
@@ -83,7 +85,7 @@ def main(argv=None):
         sys.path.insert(0, str(HERE)); import bench as B
         got, d = {}, work / 'bench'
         for prec in (['fp32'] if toy else ['fp32', 'bf16', 'fp16']):
-            B.main(['--device', dev, '--precision', prec, '--seconds', '1' if toy else '6', '--rounds', '2' if toy else '3',
+            B.main(['--device', dev, '--precision', prec, '--seconds', '1' if toy else '4', '--rounds', '2' if toy else '3',
                     '--cases', 'c3-32-n100' if toy else 'c3-32-n100,c3-32-n1000', '--skip', 'loss,teacher,rded', '--out', str(d)])
             f = next(d.glob(f'bench-{dev}-*{prec}*.json'), None) or sorted(d.glob(f'bench-{dev}-*.json'), key=os.path.getmtime)[-1]
             got[prec] = {k: {m: c.get(m) for m in ('bound_img_s', 'ours_img_s', 'reference_img_s', 'ours_over_bound', 'ours_over_reference')}
@@ -141,7 +143,7 @@ def main(argv=None):
         tx = torch.randint(0, 256, (C * 5, 3, px, px), generator=g, dtype=torch.uint8)
         test = DistilledSet(tx, torch.arange(C).repeat_interleave(5), classes=dset.classes)
         torch.manual_seed(0); teacher = as_teacher(create_student('convnet3', C, 3, px), dset.classes, *dset.stats)
-        E = 2 if toy else 30
+        E = 2 if toy else 20
         proto = get_protocol('gift', epochs=E, eval_every=E)
         jobs_list = [1, 2] if toy else [1, 2, 4, 8]
         n_runs = max(jobs_list) * (1 if toy else 2)
@@ -159,6 +161,15 @@ def main(argv=None):
         for j in out_: out_[j]['vs_one'] = round(out_[j]['img_s'] / base, 3)
         best = max(out_, key=lambda j: out_[j]['img_s'])
         return dict(runs=n_runs, epochs=E, images=len(dset), steps_per_run=steps, by_jobs=out_, best_jobs=best)
+
+    @part(res, 'levers', budget, 60 if toy else 100)
+    def _levers():
+        sys.path.insert(0, str(HERE)); import levers_tried as LT
+        f = work / 'levers.json'
+        if toy:  # (the script's parts at their own sizes take minutes on a CPU: the self-test checks it starts and writes)
+            return dict(selftest='levers_tried.py is run with --device cuda on a GPU', exists=(HERE / 'levers_tried.py').exists())
+        LT.main(['--device', dev, '--out', str(f)])
+        return json.loads(f.read_text())
 
     @part(res, 'accuracy_gpu_vs_cpu', budget, 60 if toy else 120)
     def _acc():

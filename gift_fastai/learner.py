@@ -21,7 +21,7 @@ from plum import dispatch
 import fastai.callback.progress  # noqa: F401  (progress bars, Learner.no_bar)
 from fastai.callback.fp16 import MixedPrecision
 from .core import InputError, InputTypeError, teacher_stats, check_int
-from .losses import get_loss, LossEpoch
+from .losses import get_loss, LossEpoch, LossChecks
 from .callbacks import (TeacherRelabel, input_shape, check_class_counts, Autocast, ChannelsLastAll, autocast_for, EMAEval,
                                  AccumulateBatches, SourceCutMix, DecayRule)
 from fastai.callback.mixup import MixUp
@@ -139,6 +139,7 @@ def distilled_learner(dls, # `DataLoaders` of (x, y_hard, y_soft), e.g. from `di
                       arch_kwargs:dict|None=None, # Arguments of the student (depth, width, norm...)
                       seed:int|None=0, # Seeds the student's initial weights (a generator of its own: the process's random state is untouched); None: the process's random state
                       tune_alloc:bool=True, # Call `tune_allocator` (Linux/glibc: keep freed memory for reuse; process-wide)
+                      loss_checks:str='epoch', # The loss's input checks on the first batch of each epoch and test pass ('epoch', `LossChecks`), or on every batch ('batch')
                       **kwargs # Protocol settings to change (opt, lr, wd, precision, teacher_precision, channels_last...), then `Learner` arguments
                      ) -> Learner:
     "A fastai `Learner` that trains a student on a distilled set with soft labels, under `protocol` (the released evaluator's by default)."
@@ -168,7 +169,7 @@ def distilled_learner(dls, # `DataLoaders` of (x, y_hard, y_soft), e.g. from `di
     _check_teacher_stats(dls, relabel.teachers)
     check_class_counts(C, shape, teachers=relabel.teachers, student=model if isinstance(arch, nn.Module) else None)
     loss_func = get_loss(loss, **{**p.loss_kwargs(loss), **(loss_kwargs or {})})  # (the protocol's arguments of this loss, then the caller's)
-    all_cbs = [relabel, LossEpoch()] + L(cbs)
+    all_cbs = [relabel, LossEpoch(), LossChecks(loss_checks)] + L(cbs)
     if p.mix is not None: all_cbs.append(SourceCutMix(p.mix_alpha) if p.mix == 'cutmix' else MixUp(p.mix_alpha))
     if p.accum > 1: all_cbs.append(AccumulateBatches(p.accum))
     if p.clip is not None: all_cbs.append(GradientClip(p.clip))

@@ -7,7 +7,7 @@ Docs: https://gift-fastai.github.io/gift-fastai/losses.html.md"""
 # %% auto #0
 __all__ = ['loss_registry', 'smooth_labels', 'refine_soft_labels', 'SoftLabelLoss', 'get_loss', 'list_losses', 'CELoss', 'KLLoss',
            'SoftCELoss', 'MSELoss', 'CosineLoss', 'WeightedSum', 'GIFTLoss', 'DKDLoss', 'NKDLoss', 'WSLDLoss',
-           'LossEpoch']
+           'LossEpoch', 'LossChecks']
 
 # %% ../nbs/01_losses.ipynb #80a7a874
 import math, warnings
@@ -345,3 +345,19 @@ class LossEpoch(Callback):
     def before_epoch(self):
         f = getattr(self.learn.loss_func, 'set_epoch', None)
         if callable(f): f(self.epoch + 1)
+
+# %% ../nbs/01_losses.ipynb #41fcb401
+class LossChecks(Callback):
+    "Run the loss's input checks (its `check`) on the first batch of each epoch and of each test pass only (`every='epoch'`), or on every batch."
+    order = -5
+    def __init__(self, every:str='epoch'): self.every = check_choice(every, ('epoch', 'batch'), 'every (epoch or batch)')
+    def before_fit(self):  # (the loss object itself: MixUp/CutMix call it through a wrapper, SwapLoss has swapped it in by now)
+        lf = self.learn.loss_func
+        self._loss, self._was = (lf, lf.check) if isinstance(getattr(lf, 'check', None), bool) else (None, None)
+    def before_batch(self):
+        if getattr(self, '_loss', None) is not None and self._was and self.every == 'epoch': self._loss.check = self.iter == 0
+    def _restore(self):
+        if getattr(self, '_loss', None) is not None: self._loss.check = self._was
+        self._loss = None
+    def after_fit(self): self._restore()
+    def after_cancel_fit(self): self._restore()
