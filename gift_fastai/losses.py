@@ -346,7 +346,7 @@ class LossEpoch(Callback):
         f = getattr(self.learn.loss_func, 'set_epoch', None)
         if callable(f): f(self.epoch + 1)
 
-# %% ../nbs/01_losses.ipynb #41fcb401
+# %% ../nbs/01_losses.ipynb #0e831cf2
 class LossChecks(Callback):
     "Run the loss's input checks (its `check`) on the first batch of each epoch and of each test pass only (`every='epoch'`), or on every batch."
     order = -5
