@@ -219,11 +219,14 @@ def main(argv=None):
     p.add_argument('--teacher-precision', default=None, choices=['fp32', 'bf16', 'fp16'], help="(default: as --precision)")
     p.add_argument('--channels-last', default='auto', choices=['auto', 'on', 'off'], help="auto: the library's default")
     p.add_argument('--malloc', default='tuned', choices=['tuned', 'default'], help="tune_allocator (the default) or glibc's own")
+    p.add_argument('--compile', default='off', choices=['off', 'default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-cudagraphs'],
+                   help="torch.compile the student and the teacher, in the bound and in ours (distilled_learner(compile=)); the reference "
+                        "loop stays eager")
     p.add_argument('--skip', default='', help="parts to skip: reference, loss, teacher, rded")
     p.add_argument('--out', default='bench/results')
     a = p.parse_args(argv)
     st = levers.resolve(a.precision, a.teacher_precision, dict(auto=None, on=True, off=False)[a.channels_last], a.device,
-                        a.malloc == 'tuned')
+                        a.malloc == 'tuned', None if a.compile == 'off' else a.compile)
     skip = set(filter(None, a.skip.split(',')))
     torch.backends.cudnn.benchmark = True
     res = dict(device=a.device, threads=torch.get_num_threads(), torch=torch.__version__,

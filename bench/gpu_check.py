@@ -7,7 +7,9 @@ guarded (a part that fails is recorded with its error and the others still run; 
 skipped, saying so):
 
 1. bench: `bench/bench.py --device cuda` in fp32, bf16 and fp16 (the ConvNet-3 cases, short rounds): images/s of the
-   bound, ours and the reference-style loop, ours/bound and ours/reference on the GPU;
+   bound, ours and the reference-style loop, ours/bound and ours/reference on the GPU; then fp32 with `--compile
+   reduce-overhead` (CUDA graphs; the bound compiled the same way) on the small case, and ours compiled over ours
+   eager;
 2. cuda tests: the tests that only run on CUDA (fastai's fp16 on our learners);
 3. checkpoint: `gift-eval` on CUDA killed once it has written a checkpoint, resumed with `--device cpu --resume`;
 4. nccl: `gift-eval` under `torchrun --nproc_per_node 1` on the GPU (fastai's distributed context, nccl), against
@@ -80,17 +82,22 @@ def main(argv=None):
                                          cpu_threads=torch.get_num_threads(), selftest=toy, date=time.strftime('%Y-%m-%d'))
     emb = ['--epochs', '2' if toy else '50']
 
-    @part(res, 'bench', budget, 60 if toy else 150)
+    @part(res, 'bench', budget, 60 if toy else 210)
     def _bench():
-        sys.path.insert(0, str(HERE)); import bench as B
+        sys.path.insert(0, str(HERE)); import bench as B, levers as LV
         got, d = {}, work / 'bench'
-        for prec in (['fp32'] if toy else ['fp32', 'bf16', 'fp16']):
-            B.main(['--device', dev, '--precision', prec, '--seconds', '1' if toy else '4', '--rounds', '2' if toy else '3',
-                    '--cases', 'c3-32-n100' if toy else 'c3-32-n100,c3-32-n1000', '--skip', 'loss,teacher,rded', '--out', str(d)])
-            f = next(d.glob(f'bench-{dev}-*{prec}*.json'), None) or sorted(d.glob(f'bench-{dev}-*.json'), key=os.path.getmtime)[-1]
-            got[prec] = {k: {m: c.get(m) for m in ('bound_img_s', 'ours_img_s', 'reference_img_s', 'ours_over_bound', 'ours_over_reference')}
-                         for k, c in json.loads(f.read_text())['cases'].items()}
-        return dict(cases=got)
+        # (precision, compile mode, cases): eager at each precision, then the compiled step (an option until measured here)
+        configs = [('fp32', 'off', 'c3-32-n100'), ('fp32', 'default', 'c3-32-n100')] if toy else \
+                  [('fp32', 'off', 'c3-32-n100,c3-32-n1000'), ('bf16', 'off', 'c3-32-n100,c3-32-n1000'), ('fp16', 'off', 'c3-32-n100,c3-32-n1000'),
+                   ('fp32', 'reduce-overhead', 'c3-32-n100')]  # ('default' mode: the levers part, on the bare step)
+        for prec, mode, cases in configs:
+            res_ = B.main(['--device', dev, '--precision', prec, '--compile', mode, '--seconds', '1' if toy else '4',
+                           '--rounds', '2' if toy else '3', '--cases', cases, '--skip', 'loss,teacher,rded', '--out', str(d)])
+            got[LV.label(res_['settings'])] = {k: {m: c.get(m) for m in ('bound_img_s', 'ours_img_s', 'reference_img_s', 'ours_over_bound',
+                                                                         'ours_over_reference')} for k, c in res_['cases'].items()}
+        eager, comp = got.get('fp32', {}), {k: v for k, v in got.items() if 'compile' in k}
+        gain = {f'{k} / fp32': {c: round(v[c]['ours_img_s'] / eager[c]['ours_img_s'], 3) for c in v if c in eager} for k, v in comp.items()}
+        return dict(cases=got, compiled_over_eager=gain)
 
     @part(res, 'cuda_tests', budget, 30 if toy else 90)
     def _tests():

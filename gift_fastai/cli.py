@@ -154,14 +154,16 @@ def add_protocol_args(p:argparse.ArgumentParser, epochs_help:str="epochs per run
     return p
 
 def add_speed_args(p:argparse.ArgumentParser) -> argparse.ArgumentParser:
-    "Add the speed settings of a protocol: --precision, --teacher-precision, --channels-last, --sync-bn."
-    from gift_fastai.callbacks import PRECISIONS
+    "Add the speed settings of a protocol: --precision, --teacher-precision, --channels-last, --compile, --sync-bn."
+    from gift_fastai.callbacks import PRECISIONS, COMPILE_MODES
     a = p.add_argument
     a('--precision', default='fp32', choices=list(PRECISIONS), help="forward passes in float32, bfloat16 autocast (CPU or "
       "CUDA; 1.6-1.9x our fp32 speed on a CPU with avx512_bf16, see the README) or float16 with loss scaling (CUDA)")
     a('--teacher-precision', default=None, choices=list(PRECISIONS), help="the teacher's forward (default: as --precision)")
     a('--channels-last', default='auto', choices=['auto', 'on', 'off'], help="channels-last memory layout; auto: on for "
       "the CPU and for bf16/fp16")
+    a('--compile', default='off', choices=['off', *COMPILE_MODES], help="train the student and the teacher's forward with "
+      "torch.compile (reduce-overhead: also CUDA graphs); off: eager (results differ at the float level; recorded in the run's key)")
     a('--sync-bn', action='store_true', help="launched on several GPUs (torchrun / accelerate launch): SyncBatchNorm across "
       "the processes; without it each process normalises with its own batch statistics")
     return p
@@ -208,7 +210,8 @@ def protocol_settings(args, device=None,
         except InputError as e: raise InputError(f"--{k.replace('_', '-')} {getattr(args, k)}: {e}") from None
     if args.sync_bn and dev.type != 'cuda': raise InputError(f"--sync-bn needs CUDA GPUs (SyncBatchNorm does not run on {dev.type}): drop it.")
     out = dict(protocol=args.protocol, precision=args.precision, teacher_precision=args.teacher_precision,
-               channels_last=dict(auto=None, on=True, off=False)[args.channels_last], sync_bn=args.sync_bn)
+               channels_last=dict(auto=None, on=True, off=False)[args.channels_last], sync_bn=args.sync_bn,
+               compile=None if args.compile == 'off' else args.compile)
     for k in ('epochs', 'bs', 'eval_every', 'norm', 'clip') + (('opt', 'lr', 'wd') if one_cell else ()):  # given: a change of the protocol; else its own
         if getattr(args, k, None) is not None: out[k] = getattr(args, k)
     for name in comma_list(args.protocol, '--protocol', 'gift,rded'):
@@ -287,8 +290,6 @@ class RichReport:
         elif event == 'end':
             if info['run'].result is not None:  # (nothing trained)
                 self.progress.advance(self.task, info['run'].protocol.epochs); self.total -= info['run'].protocol.epochs
-            elif info.get('remote'):  # (trained by a worker of an executor: its epochs at once)
-                self.progress.advance(self.task, info['run'].protocol.epochs); self.done_epochs += info['run'].protocol.epochs
             self.done_runs += 1
             if self.line is not None: self.progress.console.print(f"{self.line(info['run'], info['row'])} · {self.eta()}")
     def __enter__(self): return self

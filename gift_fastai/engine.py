@@ -30,7 +30,7 @@ from .replay import FKDReplay
 from .learner import distilled_learner
 from .checkpoint import Checkpoint, run_checkpoints, remove_empty
 from .distributed import world_size, is_main, per_process_bs, process_device
-from .stats import per_class_accuracy, mean_ci, paired_by_seed, label_robust_score, aug_robust_score, storage
+from .stats import per_class_accuracy, mean_ci, paired_by_seed, robust_scores_of, storage
 
 # %% ../nbs/18_engine.ipynb #480d171a
 def fingerprint(obj, cache:dict|None=None) -> str:
@@ -122,7 +122,8 @@ class Run:
 
     def settings(self, cache:dict|None=None) -> dict:
         "Everything that changes the result, as JSON-able values: what the key hashes and the store records."
-        p = {k: v for k, v in self.protocol.to_dict().items() if k not in ('name', 'source') and not (k == 'set_lr' and not v)}  # (set_lr absent when off: earlier keys stay)
+        p = {k: v for k, v in self.protocol.to_dict().items()
+             if k not in ('name', 'source') and not (k == 'set_lr' and not v) and not (k == 'compile' and v is None)}  # (set_lr, compile absent when off: earlier keys stay)
         return dict(data=fingerprint(self.dset, cache), test=fingerprint(self.test, cache), teacher=fingerprint(self.teacher, cache),
                     arch=self.arch if isinstance(self.arch, str) else f"{_name(self.arch)}:{fingerprint(self.arch, cache)}",
                     arch_kwargs=self.arch_kwargs or {}, loss=_name(self.loss), loss_kwargs=self.loss_kwargs or {}, protocol=p,
@@ -457,9 +458,10 @@ def run_all(runs:list, # `Run`s
         if L(cbs): raise InputError("extra callbacks run in this process, and the runs train in the executor's workers: leave cbs out, or the executor.")
         if world_size() > 1: raise InputError("a launch of several processes trains each run on all of them: run the grid's runs on an executor, or launch, not both.")
         from gift_fastai.parallel import wait_rows
-        def end(i, row): rows[keys[i]] = row; _emit(report, 'end', index=i, run=runs[i], row=row, remote=True)
+        def end(i, row): rows[keys[i]] = row; _emit(report, 'end', index=i, run=runs[i], row=row)
         wait_rows(executor, {i: runs[i] for i in todo}, store, device, workers, decode, threads, on_end=end,
-                  on_start=lambda i: _emit(report, 'start', index=i, run=runs[i], resumed=keys[i] in killed))
+                  on_start=lambda i: _emit(report, 'start', index=i, run=runs[i], resumed=keys[i] in killed),
+                  on_epoch=None if report is None else lambda i, e: _emit(report, 'epoch', index=i, epoch=e))  # (the workers' epochs, as they go)
         return [rows[k] for k in keys if k in rows]
     with _threads(threads): _train_here(runs, keys, todo, rows, store, dev, cbs, report, workers, decode, killed, cache, shared)
     return [rows[k] for k in keys if k in rows]
@@ -531,11 +533,7 @@ def robust_scores(runs:list # Runs as `evaluate_distilled` gives them, with thei
     mean = lambda b, l: np.mean([r['final_acc'] for r in runs if r.get('baseline') == b and r['loss'] == l] or [np.nan])
     real_hard, syn_hard, out = mean('full', 'ce'), mean('hard', 'ce'), {}
     for l in dict.fromkeys(r['loss'] for r in runs if r.get('baseline') is None):
-        s = {}
-        if not np.isnan([real_hard, syn_hard, mean('random', l)]).any():
-            s.update(label_robust_score(real_hard, syn_hard, mean(None, l), mean('random', l)))
-        if not np.isnan([mean('random', l), mean('noaug', l), mean('random-noaug', l)]).any():
-            s.update(aug_robust_score(mean(None, l), mean('random', l), mean('noaug', l), mean('random-noaug', l)))
+        s = robust_scores_of(mean(None, l), real_hard, syn_hard, mean('random', l), mean('noaug', l), mean('random-noaug', l))
         if s: out[l] = {k: round(v, 6) for k, v in s.items()}
     return out
 

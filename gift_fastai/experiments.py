@@ -20,7 +20,7 @@ from .callbacks import Refine
 from .assets import asset_path, load_set, load_zca, load_real_train, first_per_class, check_same_classes, load_teacher_test, fit_teacher, load_heldout
 from .files import ImageFiles
 from .engine import Run, ResultsStore, run_all, fmt, pyplot, save_figure, check_teacher_fits, _item_aug, baseline_runs, BASELINES
-from .stats import mean_ci, paired_by_seed, label_robust_score, aug_robust_score
+from .stats import mean_ci, paired_by_seed, robust_scores_of
 
 # %% ../nbs/12_experiments.ipynb #b7b187fa
 AXES = ('data', 'ipc', 'protocol', 'arch', 'loss', 'refine', 'gamma', 'opt', 'lr', 'wd')
@@ -222,11 +222,9 @@ def _grid_scores(out):
     lrs, ars = [], []
     for r in out.itertuples():
         if r.baseline != '': lrs.append(np.nan); ars.append(np.nan); continue
-        a = dict(real_hard=mean(r, 'full', soft + ('data', 'ipc')), syn_hard=mean(r, 'hard', soft), rdm=mean(r, 'random'),
-                 noaug=mean(r, 'noaug'), rdm_noaug=mean(r, 'random-noaug'))
-        ok = lambda *ks: not np.isnan([a[k] for k in ks]).any()
-        lrs.append(label_robust_score(a['real_hard'], a['syn_hard'], r.final_mean / 100, a['rdm'])['lrs'] if ok('real_hard', 'syn_hard', 'rdm') else np.nan)
-        ars.append(aug_robust_score(r.final_mean / 100, a['rdm'], a['noaug'], a['rdm_noaug'])['ars'] if ok('rdm', 'noaug', 'rdm_noaug') else np.nan)
+        s = robust_scores_of(r.final_mean / 100, real_hard=mean(r, 'full', soft + ('data', 'ipc')), syn_hard=mean(r, 'hard', soft),
+                             random=mean(r, 'random'), noaug=mean(r, 'noaug'), random_noaug=mean(r, 'random-noaug'))
+        lrs.append(s.get('lrs', np.nan)); ars.append(s.get('ars', np.nan))
     if not np.isnan(lrs).all(): out['lrs'] = np.round(lrs, 6)
     if not np.isnan(ars).all(): out['ars'] = np.round(ars, 6)
     return out

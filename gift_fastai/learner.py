@@ -22,7 +22,7 @@ import fastai.callback.progress  # noqa: F401  (progress bars, Learner.no_bar)
 from fastai.callback.fp16 import MixedPrecision
 from .core import InputError, InputTypeError, teacher_stats, check_int
 from .losses import get_loss, LossEpoch, LossChecks
-from .callbacks import (TeacherRelabel, input_shape, check_class_counts, Autocast, ChannelsLastAll, autocast_for, EMAEval,
+from .callbacks import (TeacherRelabel, input_shape, check_class_counts, Autocast, ChannelsLastAll, TorchCompile, DeviceSmoothLoss, autocast_for, EMAEval,
                                  AccumulateBatches, SourceCutMix, DecayRule)
 from fastai.callback.mixup import MixUp
 from fastai.callback.training import GradientClip
@@ -91,7 +91,7 @@ def _check_teacher_stats(dls, teachers, atol:float=1e-3):
 _LEARNER_SETTINGS = ('opt', 'lr', 'lr_families', 'momentum', 'wd', 'decay', 'clip', 'schedule', 'milestones', 'gamma', 'span',
                      'warmup', 'warmup_start', 'step', 'reset_opt', 'ema', 'accum', 'mix', 'mix_alpha', 'mix_hard', 'loss_args',
                      'teacher', 'teacher_train', 'ensemble',
-                     'precision', 'teacher_precision', 'channels_last')
+                     'precision', 'teacher_precision', 'channels_last', 'compile')
 # protocol=None: fastai's defaults (no schedule, no decay of norm and bias parameters, the optimizer's lr for every student)
 _FASTAI_DEFAULTS = Protocol(name='fastai', schedule='constant', decay='fastai', lr_families=())
 
@@ -140,7 +140,7 @@ def distilled_learner(dls, # `DataLoaders` of (x, y_hard, y_soft), e.g. from `di
                       seed:int|None=0, # Seeds the student's initial weights (a generator of its own: the process's random state is untouched); None: the process's random state
                       tune_alloc:bool=True, # Call `tune_allocator` (Linux/glibc: keep freed memory for reuse; process-wide)
                       loss_checks:str='epoch', # The loss's input checks on the first batch of each epoch and test pass ('epoch', `LossChecks`), or on every batch ('batch')
-                      **kwargs # Protocol settings to change (opt, lr, wd, precision, teacher_precision, channels_last...), then `Learner` arguments
+                      **kwargs # Protocol settings to change (opt, lr, wd, precision, teacher_precision, channels_last, compile...), then `Learner` arguments
                      ) -> Learner:
     "A fastai `Learner` that trains a student on a distilled set with soft labels, under `protocol` (the released evaluator's by default)."
     if not hasattr(dls, 'train') or not hasattr(dls, 'c'):
@@ -165,7 +165,7 @@ def distilled_learner(dls, # `DataLoaders` of (x, y_hard, y_soft), e.g. from `di
         raise InputError("the protocol uses the set's stored soft labels (teacher='stored') but a teacher was given: drop the "
                          "teacher, or use a protocol whose teacher relabels every batch (teacher='relabel').")
     relabel = TeacherRelabel(teacher if teacher is not None else 'stored', precision=p.teacher_precision, ensemble=p.ensemble,
-                             train_mode=p.teacher_train, mix_hard=p.mix_hard)
+                             train_mode=p.teacher_train, mix_hard=p.mix_hard, compile=p.compile)
     _check_teacher_stats(dls, relabel.teachers)
     check_class_counts(C, shape, teachers=relabel.teachers, student=model if isinstance(arch, nn.Module) else None)
     loss_func = get_loss(loss, **{**p.loss_kwargs(loss), **(loss_kwargs or {})})  # (the protocol's arguments of this loss, then the caller's)
@@ -178,7 +178,9 @@ def distilled_learner(dls, # `DataLoaders` of (x, y_hard, y_soft), e.g. from `di
     if p.precision == 'bf16': all_cbs.append(Autocast())
     if p.precision == 'fp16': all_cbs.append(MixedPrecision())
     if channels_last: all_cbs.append(ChannelsLastAll())
+    if p.compile is not None: all_cbs.append(TorchCompile(p.compile))
     if world_size() > 1: all_cbs.append(DistributedMend())  # fastai's distributed trainer, mended for this fit (no patch)
+    else: all_cbs.append(DeviceSmoothLoss())  # (the smoothed loss without a host sync per batch; a launch gathers it: fastai's)
     sched = p.scheduler()
     if sched is not None: all_cbs.append(sched)
     return DistilledLearner(dls, model, loss_func=loss_func, opt_func=opt_func(p.opt, p.momentum), lr=p.lr_for(name),

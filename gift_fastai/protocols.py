@@ -211,10 +211,11 @@ class Protocol:
     teacher_precision:str|None=None # The teacher's forward: None as `precision`
     channels_last:bool|None=None # The memory layout; None: channels-last on the CPU and for bf16/fp16
     sync_bn:bool=False # Several processes: SyncBatchNorm across them (CUDA)
+    compile:str|None=None # Train the student and the teacher's forward compiled: a mode of `COMPILE_MODES` ('default', 'reduce-overhead': CUDA graphs); None: eager
     source:str='' # Where the numbers come from
 
     def __post_init__(self):
-        from gift_fastai.callbacks import PRECISIONS
+        from gift_fastai.callbacks import PRECISIONS, COMPILE_MODES
         set_ = partial(object.__setattr__, self)
         for k in ('lr_families', 'milestones', 'report', 'aug_kwargs', 'loss_args'): set_(k, _tuple(getattr(self, k)))
         set_('epochs', check_int(self.epochs, 'epochs')); set_('accum', check_int(self.accum, 'accum'))
@@ -230,6 +231,7 @@ class Protocol:
         if self.test_tfm is not None: check_choice(self.test_tfm, TEST_TFMS, 'test transform')
         check_choice(self.precision, PRECISIONS, 'precision')
         if self.teacher_precision is not None: check_choice(self.teacher_precision, PRECISIONS, 'teacher precision')
+        if self.compile is not None: check_choice(self.compile, COMPILE_MODES, 'compile mode')
         for k, lo, strict, hi in (('lr', 0, True, None), ('wd', 0, False, None), ('gamma', 0, False, None), ('clip', 0, True, None),
                                   ('momentum', 0, False, 1), ('ema', 0, False, 1), ('span', 0, True, None), ('mix_alpha', 0, True, None),
                                   ('warmup_start', 0, False, 1), ('eval_after', 0, False, 1)):

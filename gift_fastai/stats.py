@@ -6,7 +6,8 @@ Docs: https://gift-fastai.github.io/gift-fastai/stats.html.md"""
 
 # %% auto #0
 __all__ = ['without', 'heldout_split', 'mean_ci', 'seeds_needed', 'paired_test', 'paired_by_seed', 'confusion',
-           'per_class_accuracy', 'label_robust_score', 'aug_robust_score', 'soft_bytes', 'compress_soft', 'storage']
+           'per_class_accuracy', 'label_robust_score', 'aug_robust_score', 'robust_scores_of', 'soft_bytes',
+           'compress_soft', 'storage']
 
 # %% ../nbs/27_stats.ipynb #40e57b74
 import hashlib, math
@@ -188,6 +189,15 @@ def aug_robust_score(syn_aug:float, rdm_aug:float, # Distilled set and random su
     a = _fractions(syn_aug=syn_aug, rdm_aug=rdm_aug, syn_noaug=syn_noaug, rdm_noaug=rdm_noaug)
     beta = 0.5 * (a['syn_aug'] - a['rdm_aug']) + 0.5 * (a['syn_noaug'] - a['rdm_noaug'])
     return dict(beta=beta, ars=_rescale(beta))
+
+def robust_scores_of(acc:float, # The evaluated set's mean accuracy (fraction), its protocol's soft labels and augmentation
+                     real_hard:float=np.nan, syn_hard:float=np.nan, # Its baselines' mean accuracies (fractions): full real data and the set, hard labels
+                     random:float=np.nan, noaug:float=np.nan, random_noaug:float=np.nan # A random real subset; the set and the subset without augmentation
+                    ) -> dict: # hlr, ior, alpha, lrs when LRS's baselines are there; beta, ars when ARS's are
+    "DD-Ranking's LRS and ARS of one evaluated set, each computed when the baselines it needs are given (NaN: missing)."
+    have = lambda *v: not np.isnan(v).any()
+    return {**(label_robust_score(real_hard, syn_hard, acc, random) if have(real_hard, syn_hard, random) else {}),
+            **(aug_robust_score(acc, random, noaug, random_noaug) if have(random, noaug, random_noaug) else {})}
 
 # %% ../nbs/27_stats.ipynb #6907229a
 def soft_bytes(n:int, # Images

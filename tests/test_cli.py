@@ -221,16 +221,19 @@ def test_speed_flags_reach_the_learner(files, tmp_path, monkeypatch):
     import gift_fastai.engine as E
     seen, orig = [], E.distilled_learner
     def _learner(*a, **k):
-        seen.append({x: getattr(k['protocol'], x) for x in ('precision', 'teacher_precision', 'channels_last')}); return orig(*a, **k)
+        seen.append({x: getattr(k['protocol'], x) for x in ('precision', 'teacher_precision', 'channels_last', 'compile')})
+        return orig(*a, **k)
     monkeypatch.setattr(E, 'distilled_learner', _learner)
     assert gift_eval(base(files, tmp_path, '--loss', 'gift', '--epochs', '1', '--repeats', '1', '--precision', 'bf16',
-                          '--teacher-precision', 'fp32', '--channels-last', 'off')) == 0
-    assert seen == [dict(precision='bf16', teacher_precision='fp32', channels_last=False)]
+                          '--teacher-precision', 'fp32', '--channels-last', 'off', '--compile', 'default')) == 0
+    assert seen == [dict(precision='bf16', teacher_precision='fp32', channels_last=False, compile='default')]
     cfg = json.loads((tmp_path / 'results.json').read_text())['config']
-    assert (cfg['precision'], cfg['teacher_precision'], cfg['channels_last']) == ('bf16', 'fp32', 'off')
+    assert (cfg['precision'], cfg['teacher_precision'], cfg['channels_last'], cfg['compile']) == ('bf16', 'fp32', 'off', 'default')
     seen.clear()
     assert gift_eval(base(files, tmp_path / 'b', '--loss', 'gift', '--epochs', '1', '--repeats', '1')) == 0
-    assert seen == [dict(precision='fp32', teacher_precision=None, channels_last=None)]   # defaults: auto layout
+    assert seen == [dict(precision='fp32', teacher_precision=None, channels_last=None, compile=None)]   # defaults: auto layout, eager
+    (s1,), (s2,) = ([json.loads(r['settings'])['protocol'] for r in csv.DictReader(open(d / 'results.csv'))] for d in (tmp_path, tmp_path / 'b'))
+    assert s1['compile'] == 'default' and 'compile' not in s2   # a compiled run is another run; an eager run keeps the key it always had
 
 
 @pytest.mark.parametrize('command', ['gift_fastai.cli:gift_eval', 'gift_fastai.cli:gift_ablate', 'gift_fastai.cli:gift_continual'])
