@@ -88,3 +88,22 @@ def test_the_gpu_check_says_so_without_a_gpu():
     r = subprocess.run([sys.executable, str(root / 'bench' / 'gpu_check.py')], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and 'no CUDA GPU on this machine' in r.stdout, (r.stdout, r.stderr)
     assert sorted((root / 'bench' / 'results').glob('gpu-*.json')) == before
+
+
+def test_the_gpu_check_runs_every_part_at_toy_sizes():
+    """`gpu_check.py --selftest`: every part of the GPU check, at toy sizes on the CPU, runs without an error (the GPU days are
+    rare: a script broken by a change of the library would waste one) and writes the figures the README reads."""
+    import json, re, shutil, sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, str(root / 'bench' / 'gpu_check.py'), '--selftest'], capture_output=True, text=True, timeout=600,
+                       env=dict(os.environ, NO_ALBUMENTATIONS_UPDATE='1'))
+    assert r.returncode == 0, r.stderr[-3000:]
+    f = Path(re.search(r'wrote (\S+gpu-check\.json)', r.stdout).group(1))
+    try: res = json.loads(f.read_text())
+    finally: shutil.rmtree(f.parent.parent, ignore_errors=True)   # (the self-test's temporary folder)
+    parts = ('bench', 'cuda_tests', 'checkpoint_cuda_to_cpu', 'nccl', 'runs_per_gpu', 'levers', 'accuracy_gpu_vs_cpu')
+    assert not {p: res[p]['error'] for p in parts if 'error' in res.get(p, {})} and all(p in res for p in parts), res
+    assert set(res['bench']['cases']) == {'fp32', 'fp32-compile-default'} and res['bench']['compiled_over_eager']
+    assert res['checkpoint_cuda_to_cpu']['resumed_on'] == 'cpu' and res['runs_per_gpu']['by_jobs']['1']['vs_one'] == 1.0
+    assert 'paper_grid' in res and res['paper_grid']['runs'] == 24
