@@ -13,6 +13,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 import torch
 from .core import InputError, check_int
+from .data import _atomic_write
 
 # %% ../nbs/31_parallel.ipynb #0ca77db2
 def _visible_gpus(device=None) -> list:
@@ -65,9 +66,8 @@ def progress_file(folder, key:str) -> Path:
     return Path(folder) / 'progress' / key
 
 def _write_progress(path:Path, epoch:int):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
-    tmp.write_text(str(epoch)); os.replace(tmp, path)  # (atomic: the reader sees the last number or the one before)
+    path.parent.mkdir(parents=True, exist_ok=True)  # (atomic, as every file of the store: the reader sees the last number or the one before)
+    _atomic_write(path, lambda tmp: Path(tmp).write_text(str(epoch)))
 
 def read_progress(path:Path) -> int:
     "The epochs done that a worker last wrote to `path` (0 when there is no file yet, or no more)."
