@@ -15,12 +15,13 @@ skipped, saying so):
 4. nccl: `gift-eval` under `torchrun --nproc_per_node 1` on the GPU (fastai's distributed context, nccl), against
    the same run in one process;
 5. runs per GPU: the same runs (ConvNet-3, CIFAR-100-shaped IPC 10, the GIFT protocol) on 1, 2, 4 and 8 local
-   workers sharing the GPU (`gift_fastai.parallel.LocalExecutor`): runs per minute and images/s against one;
+   workers sharing the GPU (`gift_fastai.parallel.LocalExecutor`): runs per minute and images/s against one; then the
+   seeds stacked (`stack_seeds`: 3 seeds of a cell as one model, `torch.func`) on one worker and on the best count;
 6. levers: `bench/levers_tried.py --device cuda`: `torch.compile` of the student's step (and CUDA graphs, its
    'reduce-overhead' mode) against eager, and the `torch.func` vectorised ensemble of 3 seeds against 3 runs in turn;
 7. accuracy: the embedded set, GIFT, 50 epochs, seeds 0-2, on the GPU and on the CPU: the means within noise;
 8. the paper's grid (8 losses x 3 seeds, CIFAR-100-shaped IPC 10, ConvNet-3, 1000 epochs) extrapolated from the
-   measured throughput of part 5 at its best number of workers.
+   measured throughput of part 5 at its best number of workers, stacked or not (the faster).
 
 Writes `<out>/gpu-check.json` (the README's performance section reads `bench/results/gpu-*.json`). `--selftest` runs
 every part at toy sizes on the CPU (no GPU needed) into a temporary folder: what CI can check of this script."""
@@ -167,7 +168,18 @@ def main(argv=None):
         base = out_[1]['img_s']
         for j in out_: out_[j]['vs_one'] = round(out_[j]['img_s'] / base, 3)
         best = max(out_, key=lambda j: out_[j]['img_s'])
-        return dict(runs=n_runs, epochs=E, images=len(dset), steps_per_run=steps, by_jobs=out_, best_jobs=best)
+        # stacked seeds (`stack_seeds`: the paper's 3 seeds of a cell as one model), on one worker and on the best count
+        sp, losses = proto.replace(stack_seeds=True), ['gift', 'kl', 'softce', 'mse', 'cosine', 'kd'][:max(1, n_runs // 3)]
+        stacked = {}
+        for j in sorted({1, best}):
+            runs = [Run(dset, test, teacher, 'convnet3', l, sp, seed) for l in losses for seed in range(3)]
+            t0 = time.time()
+            with make_executor('local', jobs=j, device=dev) as ex:
+                run_all(runs, ResultsStore(work / f'stacked-{j}', checkpoint_every=0), device=dev, executor=ex)
+            s = time.time() - t0
+            stacked[j] = dict(runs=len(runs), seconds=round(s, 2), img_s=round(len(runs) * E * len(dset) / s, 1),
+                              step_s_effective=round(s / (len(runs) * steps), 5), vs_unstacked=round(len(runs) * E * len(dset) / s / out_[j]['img_s'], 3))
+        return dict(runs=n_runs, epochs=E, images=len(dset), steps_per_run=steps, by_jobs=out_, best_jobs=best, stacked_3_seeds=stacked)
 
     @part(res, 'levers', budget, 60 if toy else 100)
     def _levers():
@@ -195,9 +207,11 @@ def main(argv=None):
     pg = res.get('runs_per_gpu', {})
     if 'by_jobs' in pg:  # the paper's grid: 8 losses x 3 seeds, 1000 epochs, extrapolated from the measured throughput
         best = pg['by_jobs'][pg['best_jobs']]
+        st = pg.get('stacked_3_seeds', {}).get(pg['best_jobs'])
+        if st and st['step_s_effective'] < best['step_s_effective']: best = dict(st, stacked=True)  # (the faster way of the two)
         per_run_s = best['step_s_effective'] * pg['steps_per_run'] / pg['epochs'] * 1000
         res['paper_grid'] = dict(runs=24, epochs=1000, seconds=round(24 * per_run_s, 1), minutes=round(24 * per_run_s / 60, 2),
-                                 workers=pg['best_jobs'], note="24 runs x 1000 epochs at the best measured runs-per-GPU throughput (ConvNet-3, "
+                                 workers=pg['best_jobs'], stacked_seeds=bool(best.get('stacked')), note="24 runs x 1000 epochs at the best measured runs-per-GPU throughput (ConvNet-3, "
                                  "CIFAR-100-shaped IPC 10, GIFT protocol; the tests of each run at its test epochs not included)")
     out.mkdir(parents=True, exist_ok=True)
     f = out / 'gpu-check.json'

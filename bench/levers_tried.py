@@ -2,7 +2,7 @@
 
   python bench/levers_tried.py [--device cpu|cuda] [--out bench/results/levers-tried-<device>.json]
 
-1. A vectorised ensemble: R students trained as one with `torch.func` (stack_module_state + vmap), against the
+1. A vectorised ensemble: R students trained as one with `torch.func` (stack_module_state + vmap; in the library: `stack_seeds`), against the
    same R students stepped one after the other; ConvNet-3, 32 px, batch 50, GIFT, AdamW, ready tensors.
 2. `torch.compile` of the student: compile time, then images/s of the bare step against eager mode; on CUDA also
    `mode='reduce-overhead'` (CUDA graphs: the small student's many short kernels launched as one graph).

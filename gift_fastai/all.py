@@ -8,7 +8,7 @@ Docs: https://gift-fastai.github.io/gift-fastai/all.html.md"""
 __all__ = []
 
 # %% ../nbs/99_all.ipynb #8c5908e8
-from . import core, protocols, losses, augment, models, data, callbacks, checkpoint, learner, engine, teachers, distill, datasets, distributed, assets, experiments, continual, replay, files, imagenet, stats, report, parallel
+from . import core, protocols, losses, augment, models, data, callbacks, checkpoint, learner, engine, teachers, distill, datasets, distributed, assets, experiments, continual, replay, files, imagenet, stats, report, parallel, stacked
 from .core import *
 from .protocols import *
 from .losses import *
@@ -32,4 +32,5 @@ from .imagenet import *
 from .stats import *
 from .report import *
 from .parallel import *
-__all__ = [n for m in (core, protocols, losses, augment, models, data, callbacks, checkpoint, learner, engine, teachers, distill, datasets, distributed, assets, experiments, continual, replay, files, imagenet, stats, report, parallel) for n in m.__all__]  # a star import of this module re-exports every module's names
+from .stacked import *
+__all__ = [n for m in (core, protocols, losses, augment, models, data, callbacks, checkpoint, learner, engine, teachers, distill, datasets, distributed, assets, experiments, continual, replay, files, imagenet, stats, report, parallel, stacked) for n in m.__all__]  # a star import of this module re-exports every module's names

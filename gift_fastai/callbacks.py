@@ -58,7 +58,7 @@ def output_width(model:nn.Module, # A classifier
                          f"or convert the images to the model's.") from e
     finally:
         for m, mode in zip(model.modules(), modes): m.training = mode
-    if not isinstance(out, torch.Tensor) or out.ndim != 2 or len(out) != len(x):
+    if not isinstance(out, torch.Tensor) or out.ndim != 2 or len(out) != len(x) * getattr(model, 'stacked', 1):  # (stacked students: each one's logits)
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise InputError(f"{who} must return logits [batch, classes]; on a batch of shape {tuple(x.shape)} it returned {got}.")
     return out.shape[1]

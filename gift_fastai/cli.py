@@ -154,7 +154,7 @@ def add_protocol_args(p:argparse.ArgumentParser, epochs_help:str="epochs per run
     return p
 
 def add_speed_args(p:argparse.ArgumentParser) -> argparse.ArgumentParser:
-    "Add the speed settings of a protocol: --precision, --teacher-precision, --channels-last, --compile, --sync-bn."
+    "Add the speed settings of a protocol: --precision, --teacher-precision, --channels-last, --compile, --sync-bn, --stack-seeds."
     from gift_fastai.callbacks import PRECISIONS, COMPILE_MODES
     a = p.add_argument
     a('--precision', default='fp32', choices=list(PRECISIONS), help="forward passes in float32, bfloat16 autocast (CPU or "
@@ -166,6 +166,8 @@ def add_speed_args(p:argparse.ArgumentParser) -> argparse.ArgumentParser:
       "torch.compile (reduce-overhead: also CUDA graphs); off: eager (results differ at the float level; recorded in the run's key)")
     a('--sync-bn', action='store_true', help="launched on several GPUs (torchrun / accelerate launch): SyncBatchNorm across "
       "the processes; without it each process normalises with its own batch statistics")
+    a('--stack-seeds', action='store_true', help="train the seeds of each cell as one stacked model (torch.func: each seed its own "
+      "weights, batches, augmentation and loss, one step for all; results differ at the float level, recorded in the runs' keys)")
     return p
 
 def add_parallel_args(p:argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -211,7 +213,7 @@ def protocol_settings(args, device=None,
     if args.sync_bn and dev.type != 'cuda': raise InputError(f"--sync-bn needs CUDA GPUs (SyncBatchNorm does not run on {dev.type}): drop it.")
     out = dict(protocol=args.protocol, precision=args.precision, teacher_precision=args.teacher_precision,
                channels_last=dict(auto=None, on=True, off=False)[args.channels_last], sync_bn=args.sync_bn,
-               compile=None if args.compile == 'off' else args.compile)
+               compile=None if args.compile == 'off' else args.compile, stack_seeds=args.stack_seeds)
     for k in ('epochs', 'bs', 'eval_every', 'norm', 'clip') + (('opt', 'lr', 'wd') if one_cell else ()):  # given: a change of the protocol; else its own
         if getattr(args, k, None) is not None: out[k] = getattr(args, k)
     for name in comma_list(args.protocol, '--protocol', 'gift,rded'):

@@ -74,20 +74,23 @@ def read_progress(path:Path) -> int:
     try: return int(path.read_text() or 0)
     except (FileNotFoundError, ValueError): return 0
 
-def train_run(run, # A `Run`
+def train_run(run, # A `Run`, or a list of them that train together (stacked seeds, `stack_groups`)
               folder:str, # The results store's folder (shared by every worker)
               store_kwargs:dict, # The store's checkpoint_every and resume
               device=None, workers:int|None=None, decode:str='cpu', # As `run_all`'s
               threads:int|None=None # torch's CPU threads for the run (None: the worker's: its slot's share of the cores, or Dask's one)
-             ) -> dict: # The run's row, as the store holds it
+             ) -> dict|list: # The run's row, as the store holds it (a list of runs: their rows)
     "Train `run` in this process into the store at `folder` (the task every future of a parallel `run_all` executes)."
     from gift_fastai.engine import ResultsStore, run_all
-    path = progress_file(folder, run.key())
+    group = list(run) if isinstance(run, (list, tuple)) else [run]
+    paths = [progress_file(folder, r.key()) for r in group]
     def report(event, **info):
-        if event == 'epoch': _write_progress(path, info['epoch'])
-    try: return run_all([run], ResultsStore(folder, **store_kwargs), device=worker_device(device), workers=workers, decode=decode,
-                        threads=threads, report=report)[0]
-    finally: path.unlink(missing_ok=True)
+        if event == 'epoch': _write_progress(paths[info['index']], info['epoch'])
+    try: rows = run_all(group, ResultsStore(folder, **store_kwargs), device=worker_device(device), workers=workers, decode=decode,
+                        threads=threads, report=report)
+    finally:
+        for p in paths: p.unlink(missing_ok=True)
+    return rows if isinstance(run, (list, tuple)) else rows[0]
 
 # %% ../nbs/31_parallel.ipynb #88f78cc8
 class _Closing:
@@ -142,35 +145,41 @@ def wait_rows(executor, # Anything with submit(fn, *args) -> a future with done(
               device=None, workers:int|None=None, decode:str='cpu', threads:int|None=None,
               on_start=None, on_end=None, # Called with (index) when a run is submitted, (index, row) when its row is in the store
               on_epoch=None, # Called with (index, epoch) for each epoch a worker reports (`progress_file`), every epoch of a run before its end
-              poll:float=0.2 # Seconds between looks at the futures that are not done
+              poll:float=0.2, # Seconds between looks at the futures that are not done
+              groups:list|None=None # Lists of indices that train together, one future each (stacked seeds: `stack_groups`); None: each run alone
              ) -> dict: # index -> row
-    "Submit each run to `executor` (the task: `train_run`) and collect the rows as the runs finish, reporting their epochs as they go."
+    "Submit each run (or group) to `executor` (the task: `train_run`) and collect the rows as the runs finish, reporting their epochs as they go."
     kw = dict(checkpoint_every=store.checkpoint_every, resume=store.resume)
     pending, rows, error, seen = {}, {}, None, {i: 0 for i in runs}
+    groups = [tuple(g) for g in groups] if groups is not None else [(i,) for i in runs]
     def epochs(i, upto=None):  # (report the epochs of run i done since the last look; all of them once it ended)
         n = upto if upto is not None else min(read_progress(progress_file(store.folder, runs[i].key())), runs[i].protocol.epochs)
         for e in range(seen[i] + 1, n + 1): on_epoch(i, e)
         seen[i] = max(seen[i], n)
-    for i, run in runs.items():
-        pending[i] = executor.submit(train_run, run, str(store.folder), kw, device, workers, decode, threads)
-        if on_start is not None: on_start(i)
+    for g in groups:
+        pending[g] = executor.submit(train_run, runs[g[0]] if len(g) == 1 else [runs[i] for i in g], str(store.folder), kw, device,
+                                     workers, decode, threads)
+        if on_start is not None:
+            for i in g: on_start(i)
     while pending:
-        done = [i for i, f in pending.items() if f.done()]
+        done = [g for g, f in pending.items() if f.done()]
         if on_epoch is not None:
-            for i in pending: epochs(i)
+            for g in pending:
+                for i in g: epochs(i)
         if not done: time.sleep(poll); continue
-        for i in done:
-            f = pending.pop(i)
-            try:
-                rows[i] = f.result()
-                if on_epoch is not None: epochs(i, runs[i].protocol.epochs)
+        for g in done:
+            f = pending.pop(g)
+            try: got = f.result()
             except Exception as e:  # (the others finish or are cancelled; the first error is raised)
                 if error is None:
-                    error = (i, e)
-                    for g in pending.values():
-                        if hasattr(g, 'cancel'): g.cancel()
+                    error = (g[0], e)
+                    for h in pending.values():
+                        if hasattr(h, 'cancel'): h.cancel()
                 continue
-            if on_end is not None: on_end(i, rows[i])
+            for i, row in zip(g, got if len(g) > 1 else [got]):
+                rows[i] = row
+                if on_epoch is not None: epochs(i, runs[i].protocol.epochs)
+                if on_end is not None: on_end(i, row)
         pending = {i: f for i, f in pending.items() if not (getattr(f, 'cancelled', lambda: False)())}
     try: (Path(store.folder) / 'progress').rmdir()  # (empty once every run ended; another command's runs may still be writing there)
     except OSError: pass

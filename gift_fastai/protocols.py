@@ -7,7 +7,7 @@ Docs: https://gift-fastai.github.io/gift-fastai/protocols.html.md"""
 # %% auto #0
 __all__ = ['OPTIMIZERS', 'schedule_registry', 'TEACHER_MODES', 'REPORTS', 'DECAYS', 'NORMS', 'MIXES', 'TEST_TFMS', 'batch_rules',
            'protocol_registry', 'opt_func', 'schedule_factor', 'milestone_factor', 'ProtocolSchedule', 'MultiStepLR',
-           'Protocol', 'decay_groups', 'get_protocol', 'list_protocols', 'protocol_table']
+           'stack_conflicts', 'Protocol', 'decay_groups', 'get_protocol', 'list_protocols', 'protocol_table']
 
 # %% ../nbs/02_protocols.ipynb #d63fff0b
 import json, math
@@ -152,6 +152,19 @@ NORMS = {  # name -> (mean, std, source)
 MIXES = ('cutmix', 'mixup')
 TEST_TFMS = {'resize-crop': "Resize(⌊S/7⌋·8, antialias) → CenterCrop(S): RDED validation/main.py:146-166 (256 → 224 at S = 224, as SRe2L's)"}
 
+def stack_conflicts(p) -> list:
+    "Why protocol `p` cannot train stacked seeds (`stack_seeds`): each setting that couples the stacked students' steps or batches ([] if none)."
+    return [why for bad, why in (
+        (p.mix is not None, f"{p.mix} mixes images across the stacked batch with one λ for all students"),
+        (p.clip is not None, "gradient clipping scales by the norm of all the students' gradients together"),
+        (p.accum > 1, "accumulated chunks are not split among the students (accum > 1)"),
+        (p.ema is not None, "the EMA test weights are not kept per student (ema)"),
+        (p.teacher_train, "a teacher in train mode normalises with the statistics of all the students' batches together (teacher_train)"),
+        (p.compile is not None, "compiled steps and the vectorised (vmap) step are not combined (compile)"),
+        (p.decay != 'all', f"the decay rule {p.decay!r} splits parameters by module, which a stack's stacked weights no longer show"),
+        (p.precision == 'fp16', "float16 loss scaling skips a step for all students when one overflows (precision fp16; use bf16)"),
+        (p.sync_bn, "SyncBatchNorm runs across processes, a stack in one (sync_bn)")) if bad]
+
 def _tuple(v):
     "Lists (from JSON) as tuples, nested; dicts as sorted tuples of (key, value) pairs."
     if isinstance(v, dict): return tuple(sorted((k, _tuple(x)) for k, x in v.items()))
@@ -212,6 +225,7 @@ class Protocol:
     channels_last:bool|None=None # The memory layout; None: channels-last on the CPU and for bf16/fp16
     sync_bn:bool=False # Several processes: SyncBatchNorm across them (CUDA)
     compile:str|None=None # Train the student and the teacher's forward compiled: a mode of `COMPILE_MODES` ('default', 'reduce-overhead': CUDA graphs); None: eager
+    stack_seeds:bool=False # Runs that differ only in seed train as one stacked ensemble (`fit_seeds`: `torch.func`), each with its own weights, batches, augmentation and loss
     source:str='' # Where the numbers come from
 
     def __post_init__(self):
@@ -244,10 +258,14 @@ class Protocol:
             raise InputError(f"milestones must be fractions of the fit in (0, 1], got {self.milestones}.")
         if not self.report or any(r not in REPORTS for r in self.report):
             raise InputError(f"report must list some of {', '.join(REPORTS)}, got {self.report}.")
-        for k in ('sync_bn', 'reset_opt', 'aug_pixels', 'eval_last', 'teacher_train', 'set_lr'):
+        for k in ('sync_bn', 'reset_opt', 'aug_pixels', 'eval_last', 'teacher_train', 'set_lr', 'stack_seeds'):
             if not isinstance(getattr(self, k), bool): raise InputTypeError(f"{k} must be True or False, got {getattr(self, k)!r}.")
         if self.channels_last is not None and not isinstance(self.channels_last, bool):
             raise InputTypeError(f"channels_last must be True, False or None (auto), got {self.channels_last!r}.")
+        if self.stack_seeds:
+            bad = next((why for why in stack_conflicts(self)), None)
+            if bad: raise InputError(f"stack_seeds: {bad}; stacked students train apart only where each one's step is its own. Train the "
+                                     f"seeds one after another (stack_seeds=False), or change that setting.")
         if self.aug is not None and not isinstance(self.aug, str):
             raise InputTypeError(f"aug must be a DSA strategy name or None in a protocol (a Transform is not data), got {type(self.aug).__name__}: "
                                  f"pass a Transform to distilled_dls directly.")

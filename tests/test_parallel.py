@@ -58,10 +58,8 @@ def test_bad_parallel_settings_are_refused(files, tmp_path, capsys):
         assert gift_ablate(args(files, tmp_path / 'd', '--executor', 'slurm:timeout_min=5')) == 2 and 'not on this machine' in capsys.readouterr().err
 
 
-def test_a_killed_parallel_grid_resumes(files, tmp_path):
-    "Four runs of 30 epochs on two workers, the whole process group killed once checkpoints are written; --resume finishes the grid."
-    out, E = tmp_path / 'killed', 30
-    cmd = [exe('gift-ablate'), *args(files, out, '--jobs', '2', '--checkpoint-every', '3', epochs=E)]
+def kill_once_checkpointed(cmd, out):
+    "Start the command `cmd` in a process group of its own and kill the whole group (as a scheduler kills a job) once a checkpoint is in `out`."
     p = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
     t0 = time.time()
     while not pths(out / 'checkpoints'):
@@ -69,6 +67,12 @@ def test_a_killed_parallel_grid_resumes(files, tmp_path):
         assert time.time() - t0 < 300, "no run wrote a checkpoint"
         time.sleep(0.01)
     os.killpg(p.pid, signal.SIGKILL); p.wait()
+
+
+def test_a_killed_parallel_grid_resumes(files, tmp_path):
+    "Four runs of 30 epochs on two workers, the whole process group killed once checkpoints are written; --resume finishes the grid."
+    out, E = tmp_path / 'killed', 30
+    kill_once_checkpointed([exe('gift-ablate'), *args(files, out, '--jobs', '2', '--checkpoint-every', '3', epochs=E)], out)
     done = len(list(csv.DictReader(open(out / 'results.csv')))) if (out / 'results.csv').exists() else 0
     assert done < 4
     assert gift_ablate(args(files, out, '--jobs', '2', '--checkpoint-every', '3', '--resume', epochs=E)) == 0
@@ -106,4 +110,32 @@ def test_the_gpu_check_runs_every_part_at_toy_sizes():
     assert not {p: res[p]['error'] for p in parts if 'error' in res.get(p, {})} and all(p in res for p in parts), res
     assert set(res['bench']['cases']) == {'fp32', 'fp32-compile-default'} and res['bench']['compiled_over_eager']
     assert res['checkpoint_cuda_to_cpu']['resumed_on'] == 'cpu' and res['runs_per_gpu']['by_jobs']['1']['vs_one'] == 1.0
+    assert res['runs_per_gpu']['stacked_3_seeds']['1']['runs'] == 3 and res['runs_per_gpu']['stacked_3_seeds']['1']['vs_unstacked'] > 0
     assert 'paper_grid' in res and res['paper_grid']['runs'] == 24
+
+
+def test_stacked_seeds_on_the_command_line_here_and_on_workers(files, tmp_path, reference):
+    """--stack-seeds: each cell's two seeds train as one stack (here, and as one future each on two workers: the same rows); the rows are the
+    runs', their keys marked, their tests those of the runs trained one by one (the same batches and steps, up to rounding)."""
+    assert gift_ablate(args(files, tmp_path / 's', '--stack-seeds', '--threads', THREADS)) == 0
+    here = table(tmp_path / 's')
+    rows = list(csv.DictReader(open(tmp_path / 's' / 'results.csv')))
+    assert len(rows) == 4 and sorted((r['loss'], r['seed']) for r in rows) == [('gift', '0'), ('gift', '1'), ('kl', '0'), ('kl', '1')]
+    assert all(__import__('json').loads(r['settings'])['protocol']['stack_seeds'] for r in rows)
+    assert {k for k, *_ in here}.isdisjoint({k for k, *_ in reference})   # a stacked run is recorded as such: not taken for an unstacked one
+    ref = {(r[1], r[2], r[3]) for r in reference}
+    assert sum((r[1], r[2], r[3]) in ref for r in here) >= 2, (here, reference)   # most runs test exactly as when trained alone
+    assert gift_ablate(args(files, tmp_path / 'p', '--stack-seeds', '--jobs', '2')) == 0
+    assert table(tmp_path / 'p') == here
+
+
+def test_a_killed_stack_resumes(files, tmp_path):
+    """A stacked grid killed once its checkpoints are written continues with --resume to the rows of a stacked grid never stopped: the stack's
+    checkpoint holds every student's weights, optimizer state, shuffles and augmentation draws."""
+    out, E = tmp_path / 'killed', 30
+    kill_once_checkpointed([exe('gift-ablate'), *args(files, out, '--stack-seeds', '--checkpoint-every', '3', '--threads', THREADS, epochs=E)], out)
+    assert (len(list(csv.DictReader(open(out / 'results.csv')))) if (out / 'results.csv').exists() else 0) < 4
+    assert gift_ablate(args(files, out, '--stack-seeds', '--checkpoint-every', '3', '--threads', THREADS, '--resume', epochs=E)) == 0
+    assert not (out / 'checkpoints').exists()
+    assert gift_ablate(args(files, tmp_path / 'ref', '--stack-seeds', '--threads', THREADS, epochs=E)) == 0
+    assert table(out) == table(tmp_path / 'ref') and len(table(out)) == 4
