@@ -263,8 +263,8 @@ class Protocol:
         if self.channels_last is not None and not isinstance(self.channels_last, bool):
             raise InputTypeError(f"channels_last must be True, False or None (auto), got {self.channels_last!r}.")
         if self.stack_seeds:
-            bad = next((why for why in stack_conflicts(self)), None)
-            if bad: raise InputError(f"stack_seeds: {bad}; stacked students train apart only where each one's step is its own. Train the "
+            bad = stack_conflicts(self)
+            if bad: raise InputError(f"stack_seeds: {bad[0]}; stacked students train apart only where each one's step is its own. Train the "
                                      f"seeds one after another (stack_seeds=False), or change that setting.")
         if self.aug is not None and not isinstance(self.aug, str):
             raise InputTypeError(f"aug must be a DSA strategy name or None in a protocol (a Transform is not data), got {type(self.aug).__name__}: "

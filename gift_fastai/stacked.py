@@ -50,7 +50,8 @@ class StackedStudents(nn.Module):
     def forward(self, x):
         "Training: `x` holds the students' batches one after the other ([R·B, ...]); testing: one batch every student sees. Logits [R·B, C], student by student."
         params, buffers = self.stacks()
-        base = self._base[0].train(self.training)
+        base = self._base[0]
+        if base.training != self.training: base.train(self.training)  # (the stack's mode, set on the architecture when it changed: not at every step)
         f = lambda p, b, xb: functional_call(base, (p, b), (xb,))
         if not self.training: z = vmap(f, in_dims=(0, 0, None), randomness='different')(params, buffers, x)
         elif x.shape[0] % self.n: raise InputError(f"a training batch of {x.shape[0]} does not split among {self.n} stacked students: "
